@@ -1,0 +1,163 @@
+"""Paths, environment variables and limits, each with its unit in its name.
+
+Every daemon-owned number lives here so it can be read, documented and overridden in one
+place (``SLM_MESH_*`` environment variables). Nothing here imports beyond the stdlib: the
+CLI and the broker import this module on their start-up path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SECONDS = 1.0
+MINUTES = 60 * SECONDS
+HOURS = 60 * MINUTES
+KiB = 1024
+MiB = 1024 * KiB
+
+VERSION = "0.1.0"
+PROTOCOL_VERSION = 1
+
+DEFAULT_TCP_PORT = 7899
+TCP_PORT_SPAN = 11  # 7899 … 7909
+TCP_HOST = "127.0.0.1"
+
+# Size limits
+MAX_LINE_BYTES = 1 * MiB
+MAX_BODY_BYTES = 64 * KiB
+MAX_SUMMARY_CHARS = 2_500
+MAX_KEY_BYTES = 256
+MAX_VALUE_BYTES = 64 * KiB
+MAX_JSON_DEPTH = 64
+MAX_NAME_CHARS = 64
+MAX_PATH_CHARS = 4_096
+MAX_LOCK_PATHS = 256
+
+# Connection limits
+MAX_CONNECTIONS_PER_UID = 512
+MAX_OUTGOING_QUEUE = 1_000
+MAX_INFLIGHT_CALLS = 64
+RATE_LIMIT_PER_S = 1_000.0
+RATE_LIMIT_BURST = 2_000.0
+
+# Timing defaults
+DEFAULT_LOCK_TTL_S = 10 * MINUTES
+MAX_LOCK_TTL_S = 24 * HOURS
+MAX_LOCK_WAIT_S = 1 * HOURS
+DEFAULT_GRACE_S = 30 * SECONDS
+DEFAULT_IDLE_EXIT_S = 60 * SECONDS
+SHUTDOWN_DRAIN_S = 2 * SECONDS
+READ_MESSAGE_RETENTION_S = 24 * HOURS
+EVENT_RETENTION_S = 48 * HOURS
+MAINTENANCE_INTERVAL_S = 1 * MINUTES
+
+# Page sizes
+DEFAULT_INBOX_LIMIT = 20
+MAX_INBOX_LIMIT = 500
+DEFAULT_EVENT_LIMIT = 50
+MAX_EVENT_LIMIT = 1_000
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def default_data_dir() -> Path:
+    raw = os.environ.get("SLM_MESH_DATA_DIR")
+    return Path(raw).expanduser() if raw else Path.home() / ".slm-mesh"
+
+
+def default_socket_path(data_dir: Path) -> Path:
+    raw = os.environ.get("SLM_MESH_SOCKET")
+    if raw:
+        return Path(raw).expanduser()
+    # An explicit data dir keeps everything together (tests, several meshes per user).
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and not os.environ.get("SLM_MESH_DATA_DIR"):
+        return Path(runtime) / "slm-mesh" / "broker.sock"
+    return data_dir / "broker.sock"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection and per-item limits. Each may be overridden by
+    ``SLM_MESH_<NAME>`` (upper case), e.g. ``SLM_MESH_MAX_LINE_BYTES=2097152``."""
+
+    max_line_bytes: int = MAX_LINE_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_summary_chars: int = MAX_SUMMARY_CHARS
+    max_key_bytes: int = MAX_KEY_BYTES
+    max_value_bytes: int = MAX_VALUE_BYTES
+    max_connections_per_uid: int = MAX_CONNECTIONS_PER_UID
+    max_outgoing_queue: int = MAX_OUTGOING_QUEUE
+    max_inflight_calls: int = MAX_INFLIGHT_CALLS
+    rate_limit_per_s: float = RATE_LIMIT_PER_S
+    rate_limit_burst: float = RATE_LIMIT_BURST
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            default = getattr(cls, f.name)
+            value = _env_float(f"SLM_MESH_{f.name.upper()}", default)
+            values[f.name] = int(value) if isinstance(default, int) else value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the broker keeps its files and how long it waits, resolved once."""
+
+    data_dir: Path
+    socket_path: Path
+    tcp_port: int = DEFAULT_TCP_PORT
+    lock_ttl_s: float = DEFAULT_LOCK_TTL_S
+    grace_s: float = DEFAULT_GRACE_S
+    idle_exit_s: float = DEFAULT_IDLE_EXIT_S
+    limits: Limits = field(default_factory=lambda: Limits())
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = default_data_dir()
+        return cls(
+            data_dir=data_dir,
+            socket_path=default_socket_path(data_dir),
+            tcp_port=int(_env_float("SLM_MESH_PORT", DEFAULT_TCP_PORT)),
+            lock_ttl_s=_env_float("SLM_MESH_LOCK_TTL_MIN", DEFAULT_LOCK_TTL_S / MINUTES) * MINUTES,
+            grace_s=_env_float("SLM_MESH_GRACE_S", DEFAULT_GRACE_S),
+            idle_exit_s=_env_float("SLM_MESH_IDLE_EXIT_S", DEFAULT_IDLE_EXIT_S),
+            limits=Limits.from_env(),
+        )
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mesh.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / "broker.token"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "broker.lock"
+
+    @property
+    def port_path(self) -> Path:
+        return self.data_dir / "port"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "broker.log"
