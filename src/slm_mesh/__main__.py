@@ -1,0 +1,3 @@
+from slm_mesh.cli import main
+
+raise SystemExit(main())

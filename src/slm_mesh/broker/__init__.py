@@ -1,0 +1,1 @@
+"""The broker daemon: the trio shell around the mesh (listeners, connections, timers)."""

@@ -1,0 +1,228 @@
+"""One client connection: read lines, run calls concurrently, write answers and pushes.
+
+Rules:
+1. Every line received counts against the connection's rate limit (each element of a batch
+   too, and lines that fail to parse). Over the limit a call gets -32006 with
+   ``data.retry_after``.
+2. Calls run as tasks of their own, so a ``lock.acquire`` that waits does not hold up the
+   connection's other calls; answers go out as they finish, matched by ``id``. At most
+   ``max_inflight_calls`` run at once: past that the reader stops reading (backpressure,
+   never an unbounded pile of tasks).
+3. Answers and pushes share one bounded outgoing queue. An answer waits for room; a push
+   (``message``, ``event``) never waits: if the queue is full the client has fallen
+   ``max_outgoing_queue`` notifications behind and is disconnected, so a slow reader can
+   never block the broker. Undelivered messages stay queued for the peer's next session.
+4. When the client closes its end, calls in flight still finish and their answers are
+   flushed before the connection closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from slm_mesh.protocol import jsonrpc
+from slm_mesh.protocol.errors import RateLimited, TooLarge, Unauthorized
+from slm_mesh.protocol.framing import LineBuffer, LineTooLong
+from slm_mesh.protocol.jsonrpc import Batch, Call, Invalid
+
+from .ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from .server import Broker
+
+log = logging.getLogger(__name__)
+
+RECEIVE_CHUNK = 64 * 1024
+
+
+@dataclass(slots=True)
+class Outgoing:
+    data: bytes
+    pushed_ids: list[int] = field(default_factory=list)
+
+
+class Connection:
+    def __init__(self, broker: Broker, conn_id: int, stream: trio.SocketStream, kind: str) -> None:
+        self.broker = broker
+        self.id = conn_id
+        self.stream = stream
+        self.kind = kind  # "unix" | "tcp"
+        limits = broker.settings.limits
+        self.authenticated = kind == "unix"
+        self.buffer = LineBuffer(limits.max_line_bytes)
+        self.bucket = TokenBucket(
+            limits.rate_limit_per_s, limits.rate_limit_burst, trio.current_time()
+        )
+        self.inflight = trio.Semaphore(limits.max_inflight_calls)
+        self._send, self._receive = trio.open_memory_channel[Outgoing](limits.max_outgoing_queue)
+        self.cancel_scope = trio.CancelScope()
+        self.reading = trio.CancelScope()
+        self.closed = False
+        self.close_after_answer = False  # set by a failed authentication
+
+    # -- outgoing ------------------------------------------------------------------------
+
+    async def send(self, message: Any) -> None:
+        """Queue an answer, waiting for room (backpressure on a client that doesn't read)."""
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._send.send(Outgoing(jsonrpc.encode(message)))
+
+    def push(self, method: str, params: Any, message_id: int | None = None) -> None:
+        """Queue a notification without waiting; a client this far behind is dropped."""
+        if self.closed:
+            return
+        item = Outgoing(jsonrpc.encode(jsonrpc.notification(method, params)))
+        if message_id is not None:
+            item.pushed_ids.append(message_id)
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            log.warning(
+                "connection %d fell %d notifications behind: disconnecting",
+                self.id,
+                self.broker.settings.limits.max_outgoing_queue,
+            )
+            self.abort()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def abort(self) -> None:
+        self.closed = True
+        self.cancel_scope.cancel()
+
+    def stop_reading(self) -> None:
+        """Stop taking calls (shutdown): calls in flight finish, answers are flushed."""
+        self.reading.cancel()
+
+    async def _writer(self) -> None:
+        async with self._receive:
+            async for item in self._receive:
+                items = [item]
+                # Coalesce whatever else is ready into one write.
+                while len(items) < 256:
+                    try:
+                        items.append(self._receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await self.stream.send_all(b"".join(i.data for i in items))
+                pushed = [mid for i in items for mid in i.pushed_ids]
+                if pushed:
+                    self.broker.messages_pushed(pushed)
+
+    # -- incoming ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        with self.cancel_scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    async with self._send:
+                        await self._reader()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away mid-write
+
+    async def refuse(self, error: Exception) -> None:
+        """Answer with one error (id null) and close: wrong uid, bad token, over quota."""
+        with trio.move_on_after(1.0):
+            await self.stream.send_all(jsonrpc.encode(jsonrpc.error_response(None, error)))
+
+    async def _reader(self) -> None:
+        async with trio.open_nursery() as calls:
+            with self.reading:
+                while True:
+                    data = await self.stream.receive_some(RECEIVE_CHUNK)
+                    if not data:
+                        break
+                    for line in self.buffer.feed(data):
+                        await self._on_line(line, calls)
+                        if self.closed:
+                            return
+
+    async def _on_line(self, line: bytes | LineTooLong, calls: trio.Nursery) -> None:
+        if isinstance(line, LineTooLong):
+            self._rate_limited()  # counts, but the answer is -32005 either way
+            await self.send(jsonrpc.error_response(None, TooLarge("line", line.limit)))
+            return
+        parsed = jsonrpc.parse_line(line)
+        if isinstance(parsed, Batch):
+            await self.inflight.acquire()
+            calls.start_soon(self._run_batch, parsed.items)
+        elif isinstance(parsed, Invalid):
+            retry = self._rate_limited()
+            error = RateLimited(_retry_msg(retry), {"retry_after": retry}) if retry else None
+            await self.send(jsonrpc.error_response(parsed.id, error or parsed.error))
+        else:
+            await self.inflight.acquire()
+            calls.start_soon(self._run_single, parsed)
+
+    def _rate_limited(self) -> float:
+        return self.bucket.take(trio.current_time())
+
+    async def _run_single(self, call: Call) -> None:
+        try:
+            answer = await self._answer(call)
+            if answer is not None:
+                await self.send(answer)
+            self._close_if_unauthorized()
+        finally:
+            self.inflight.release()
+
+    async def _run_batch(self, items: list[Call | Invalid]) -> None:
+        try:
+            answers: list[dict[str, Any] | None] = [None] * len(items)
+
+            async def one(i: int, item: Call | Invalid) -> None:
+                if isinstance(item, Invalid):
+                    retry = self._rate_limited()
+                    err = RateLimited(_retry_msg(retry), {"retry_after": retry}) if retry else None
+                    answers[i] = jsonrpc.error_response(item.id, err or item.error)
+                else:
+                    answers[i] = await self._answer(item)
+
+            async with trio.open_nursery() as nursery:
+                for i, item in enumerate(items):
+                    nursery.start_soon(one, i, item)
+            out = [a for a in answers if a is not None]
+            if out:
+                await self.send(out)
+            self._close_if_unauthorized()
+        finally:
+            self.inflight.release()
+
+    async def _answer(self, call: Call) -> dict[str, Any] | None:
+        """Run one call; its answer, or None for a notification."""
+        retry = self._rate_limited()
+        if retry:
+            error: Exception = RateLimited(_retry_msg(retry), {"retry_after": round(retry, 3)})
+            return None if call.notification else jsonrpc.error_response(call.id, error)
+        if not self.authenticated and call.method != "mesh.hello":
+            # TCP: the first call must authenticate; anything else ends the connection.
+            self.close_after_answer = True
+            return jsonrpc.error_response(
+                call.id, Unauthorized("unauthorized: call mesh.hello with the broker token")
+            )
+        try:
+            result = await self.broker.dispatch(self, call.method, call.params)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            if isinstance(exc, Unauthorized):
+                self.close_after_answer = True
+            return None if call.notification else jsonrpc.error_response(call.id, exc)
+        return None if call.notification else jsonrpc.response(call.id, result)
+
+    def _close_if_unauthorized(self) -> None:
+        """After the error answer is queued: take no more calls, flush, close."""
+        if self.close_after_answer:
+            self.closed = True
+            self._send.close()
+            self.stop_reading()
+
+
+def _retry_msg(retry: float) -> str:
+    return f"rate limited: too many calls; retry after {retry:.3f} s"

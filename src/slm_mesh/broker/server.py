@@ -1,0 +1,375 @@
+"""The broker: a trio shell around the mesh.
+
+Structure (one nursery per lifetime):
+- ``system``: the accept loops, lock and grace timers, the idle watchdog, upkeep and the
+  signal handler. Cancelling it ends the broker.
+- ``handlers``: one task per connection (``trio.serve_listeners``' handler nursery).
+
+Each lock TTL and each away peer's grace is a cancel scope with a deadline: arming again
+moves the deadline, disarming cancels the scope. The idle exit is a cancel scope whose
+deadline is pushed to infinity while any connection is open. Shutdown is one deadline on
+the handlers: stop accepting, send ``mesh.shutdown`` to everyone, drain for at most
+``SHUTDOWN_DRAIN_S``, then cancel what is left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import trio
+
+from slm_mesh.config import MAINTENANCE_INTERVAL_S, SHUTDOWN_DRAIN_S, VERSION, Settings
+from slm_mesh.mesh import (
+    ArmTimer,
+    Deliver,
+    Detach,
+    DisarmTimer,
+    Effect,
+    Emit,
+    Granted,
+    Mesh,
+    Waiter,
+)
+from slm_mesh.protocol.errors import (
+    InvalidParams,
+    MethodNotFound,
+    QuotaExceeded,
+    ShuttingDown,
+    Unauthorized,
+)
+from slm_mesh.protocol.methods import validate
+from slm_mesh.protocol.openrpc import openrpc_document
+from slm_mesh.protocol.table import METHODS
+from slm_mesh.store import Store
+
+from . import credentials
+from .connection import Connection
+from .files import describe
+
+log = logging.getLogger(__name__)
+
+_ALWAYS_ALLOWED = frozenset({"mesh.hello", "mesh.ping", "mesh.status", "rpc.discover"})
+_REPLAY_PAGE = 500
+
+
+class Broker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        listeners: list[socket.socket],
+        *,
+        idle_exit_s: float | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.mesh = Mesh(
+            store, settings.limits, grace_s=settings.grace_s, lock_ttl_s=settings.lock_ttl_s
+        )
+        self.sockets = listeners
+        self.idle_exit_s = idle_exit_s
+        self.token = token
+        self.conns: dict[int, Connection] = {}
+        self._ids = itertools.count(1)
+        self.timers: dict[tuple[str, Any], trio.CancelScope] = {}
+        self.waiting: dict[Waiter, trio.Event] = {}
+        self.subscribers: dict[int, frozenset[str] | None] = {}
+        self.stopping = False
+        self.started_at = time.time()
+        self._epoch = 0.0
+        self.idle_scope = trio.CancelScope()
+        self.handlers_scope = trio.CancelScope()
+        self.accept_scope = trio.CancelScope()
+        self.all_closed = trio.Event()
+        self.all_closed.set()
+        self.stopped = trio.Event()
+
+    # -- time --------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Mesh time: seconds since the epoch, advancing with trio's clock (so tests on
+        ``autojump_clock`` move it too)."""
+        return self._epoch + trio.current_time()
+
+    def _trio_time(self, at: float) -> float:
+        return at - self._epoch
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(
+        self, *, handle_signals: bool = False, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until shut down. ``task_status.started()`` fires once listening."""
+        self._epoch = time.time() - trio.current_time()
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in self.sockets]
+        try:
+            async with trio.open_nursery() as system:
+                self.system = system
+                self.mesh.start(self.now())
+                self._apply(self.mesh.drain())
+                with self.handlers_scope:
+                    async with trio.open_nursery() as handlers:
+                        self.handlers = handlers
+                        await system.start(self._accept, listeners)
+                        system.start_soon(self._upkeep)
+                        if self.idle_exit_s is not None:
+                            system.start_soon(self._idle_watchdog)
+                        if handle_signals:
+                            system.start_soon(self._signals)
+                        task_status.started()
+                        await self.stopped.wait()
+                system.cancel_scope.cancel()
+        finally:
+            for s in self.sockets:
+                s.close()
+
+    async def _accept(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
+        with self.accept_scope:
+            await trio.serve_listeners(
+                self._handle, listeners, handler_nursery=self.handlers, task_status=task_status
+            )
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("signal %s: shutting down", signal.Signals(signum).name)
+                self.system.start_soon(self.shutdown)
+
+    async def _idle_watchdog(self) -> None:
+        assert self.idle_exit_s is not None
+        self._touch_idle()
+        with self.idle_scope:
+            await trio.sleep_forever()
+        log.info("idle for %.0f s: exiting", self.idle_exit_s)
+        self.system.start_soon(self.shutdown)
+
+    def _touch_idle(self) -> None:
+        if self.idle_exit_s is None:
+            return
+        self.idle_scope.deadline = (
+            math.inf if self.conns else trio.current_time() + self.idle_exit_s
+        )
+
+    async def _upkeep(self) -> None:
+        while True:
+            try:
+                self.mesh.upkeep(self.now())
+                self._apply(self.mesh.drain())
+            except Exception:
+                log.exception("upkeep failed")
+            await trio.sleep(MAINTENANCE_INTERVAL_S)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, tell every connection, drain for at most SHUTDOWN_DRAIN_S."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.accept_scope.cancel()
+        for conn in list(self.conns.values()):
+            conn.push("mesh.shutdown", {"reason": "broker stopping"})
+            conn.stop_reading()
+        with trio.move_on_after(SHUTDOWN_DRAIN_S):
+            await self.all_closed.wait()
+        self.handlers_scope.cancel()
+        self.stopped.set()
+
+    # -- connections -------------------------------------------------------------------
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        kind = "unix" if stream.socket.family == socket.AF_UNIX else "tcp"
+        conn = Connection(self, next(self._ids), stream, kind)
+        try:
+            if kind == "unix" and not credentials.same_user(stream.socket):
+                log.warning("refused a connection from another uid")
+                await conn.refuse(Unauthorized("unauthorized: the broker belongs to another user"))
+                return
+            cap = self.settings.limits.max_connections_per_uid
+            if len(self.conns) >= cap:
+                error = QuotaExceeded(f"too many connections (limit {cap})", {"limit": cap})
+                await conn.refuse(error)
+                return
+            self.conns[conn.id] = conn
+            self.all_closed = trio.Event()
+            self._touch_idle()
+            await conn.run()
+        except trio.Cancelled:
+            raise
+        except Exception:
+            log.exception("connection %d failed", conn.id)
+        finally:
+            conn.closed = True
+            self._forget(conn)
+            await trio.aclose_forcefully(stream)
+
+    def _forget(self, conn: Connection) -> None:
+        if self.conns.pop(conn.id, None) is None:
+            return
+        self.subscribers.pop(conn.id, None)
+        try:
+            self.mesh.disconnected(conn.id, self.now())
+            self._apply(self.mesh.drain())
+        except Exception:
+            log.exception("cleaning up connection %d failed", conn.id)
+        if not self.conns:
+            self.all_closed.set()
+        self._touch_idle()
+
+    def messages_pushed(self, ids: list[int]) -> None:
+        try:
+            self.mesh.pushed(ids, self.now())
+        except Exception:
+            log.exception("marking messages pushed failed")
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def dispatch(self, conn: Connection, name: str, raw_params: Any) -> Any:
+        method = METHODS.get(name)
+        if method is None:
+            raise MethodNotFound(f"method not found: {name}")
+        params = validate(method, raw_params)
+        if self.stopping and name not in _ALWAYS_ALLOWED:
+            raise ShuttingDown("the broker is shutting down; retry in a moment")
+        local = getattr(self, "_m_" + name.replace(".", "_"), None)
+        if local is not None:
+            return await local(conn, params)
+        result = self.mesh.call(conn.id, name, params, self.now())
+        self._apply(self.mesh.drain())
+        if isinstance(result, Waiter):
+            return await self._wait_for_lock(result, params["wait"])
+        return result
+
+    async def _wait_for_lock(self, waiter: Waiter, wait_s: float) -> dict[str, Any]:
+        granted = self.waiting[waiter] = trio.Event()
+        try:
+            with trio.move_on_after(wait_s):
+                await granted.wait()
+        finally:
+            del self.waiting[waiter]
+            if waiter.lock is None:
+                self.mesh.cancel_wait(waiter, self.now())
+                self._apply(self.mesh.drain())
+        if waiter.lock is not None:
+            return {"granted": True, "lock": waiter.lock}
+        raise self.mesh.locks.conflict_for(waiter, self.now())
+
+    async def _m_mesh_hello(self, conn: Connection, params: dict[str, Any]) -> Any:
+        if not conn.authenticated:
+            if self.token is None or not credentials.token_matches(params.get("token"), self.token):
+                raise Unauthorized("unauthorized: wrong or missing token")
+            conn.authenticated = True
+        return {
+            "version": VERSION,
+            "protocol": 1,
+            "session": str(conn.id),
+            "peer_id": self.mesh.peer_of(conn.id),
+        }
+
+    async def _m_mesh_ping(self, conn: Connection, params: dict[str, Any]) -> Any:
+        return "pong"
+
+    async def _m_mesh_status(self, conn: Connection, params: dict[str, Any]) -> Any:
+        counts = self.store.counts()
+        counts.update(
+            connections=len(self.conns),
+            subscribers=len(self.subscribers),
+            waiters=len(self.waiting),
+        )
+        counts["last_seq"] = self.store.last_seq()
+        return {
+            "pid": os.getpid(),
+            "version": VERSION,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "listeners": [describe(s) for s in self.sockets],
+            "data_dir": str(self.settings.data_dir),
+            "counts": counts,
+            "db_bytes": self.store.size_bytes(),
+            "idle_exit_s": self.idle_exit_s,
+        }
+
+    async def _m_mesh_shutdown(self, conn: Connection, params: dict[str, Any]) -> Any:
+        self.system.start_soon(self.shutdown)
+        return {}
+
+    async def _m_rpc_discover(self, conn: Connection, params: dict[str, Any]) -> Any:
+        return openrpc_document(VERSION)
+
+    async def _m_event_subscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
+        types = params.get("types")
+        filt = None if not types or "*" in types else frozenset(types)
+        cursor = params.get("after")
+        if cursor is not None:
+            # Replay in pages, waiting for room in the queue; events written meanwhile land
+            # in the store and are picked up by the next page. From the empty page to the
+            # registration below nothing awaits, so no event can fall in between.
+            while True:
+                rows = self.store.events_after(cursor, sorted(filt) if filt else None, _REPLAY_PAGE)
+                if not rows:
+                    break
+                for row in rows:
+                    await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
+                cursor = rows[-1]["seq"]
+        self.subscribers[conn.id] = filt
+        return {"last_seq": self.store.last_seq()}
+
+    async def _m_event_unsubscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
+        self.subscribers.pop(conn.id, None)
+        return {}
+
+    # -- effects -----------------------------------------------------------------------
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Emit):
+                for conn_id, filt in list(self.subscribers.items()):
+                    if filt is None or effect.event["type"] in filt:
+                        conn = self.conns.get(conn_id)
+                        if conn is not None:
+                            conn.push("event", effect.event)
+            elif isinstance(effect, Deliver):
+                conn = self.conns.get(effect.conn_id)
+                if conn is not None:
+                    conn.push("message", effect.message, effect.message["id"])
+            elif isinstance(effect, ArmTimer):
+                self._arm(effect.kind, effect.key, effect.at)
+            elif isinstance(effect, DisarmTimer):
+                scope = self.timers.pop((effect.kind, effect.key), None)
+                if scope is not None:
+                    scope.cancel()
+            elif isinstance(effect, Granted):
+                event = self.waiting.get(effect.waiter)
+                if event is not None:
+                    event.set()
+            elif isinstance(effect, Detach):
+                pass  # the mesh already unbound it; the connection carries on anonymous
+            else:  # pragma: no cover
+                raise InvalidParams("effect", repr(effect))
+
+    def _arm(self, kind: str, key: Any, at: float) -> None:
+        deadline = self._trio_time(at)
+        scope = self.timers.get((kind, key))
+        if scope is not None:
+            scope.deadline = deadline
+            return
+        scope = trio.CancelScope(deadline=deadline)
+        self.timers[(kind, key)] = scope
+        self.system.start_soon(self._timer, kind, key, scope)
+
+    async def _timer(self, kind: str, key: Any, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep_forever()
+        if self.timers.get((kind, key)) is not scope:
+            return  # disarmed (or replaced) before it fired
+        del self.timers[(kind, key)]
+        try:
+            self.mesh.timer_fired(kind, key, self.now())
+            self._apply(self.mesh.drain())
+        except Exception:
+            log.exception("%s timer for %r failed", kind, key)

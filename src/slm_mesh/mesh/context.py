@@ -1,0 +1,118 @@
+"""What every part of the mesh shares: the store, the limits, the effects it asks the
+broker to carry out, and the event log.
+
+Rules:
+1. The mesh never does I/O besides the store and never reads a clock: every call takes
+   ``now`` (seconds since the epoch, as the broker computes it from trio's clock).
+2. What must happen outside the store (push a message to a connection, fan an event out,
+   arm or disarm a timer, wake a lock waiter) is appended to :attr:`Context.effects` as a
+   plain value; the broker drains that list after every call, in order.
+3. An event is written in the same transaction as the change it reports, so the log and the
+   state never disagree, and its ``seq`` grows strictly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slm_mesh.config import Limits
+from slm_mesh.store import Row, Store
+
+ConnId = int
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event was appended to the log: fan it out to subscribers."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Push ``message`` to connection ``conn_id`` (then report it pushed)."""
+
+    conn_id: ConnId
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    """Call back at ``at`` (mesh time): ``kind`` is "lock" (key = (path, peer_id)) or
+    "grace" (key = peer_id). Arming an armed timer moves its deadline."""
+
+    kind: str
+    key: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DisarmTimer:
+    kind: str
+    key: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Detach:
+    """Connection ``conn_id`` no longer carries a peer (another connection resumed it)."""
+
+    conn_id: ConnId
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """A queued ``lock.acquire`` (FIFO). The broker waits on it; the mesh grants it."""
+
+    peer_id: str
+    path: str
+    mode: str
+    ttl: float
+    reason: str | None
+    lock: dict[str, Any] | None = None  # set when granted
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    waiter: Waiter
+
+
+Effect = Emit | Deliver | ArmTimer | DisarmTimer | Detach | Granted
+
+
+@dataclass
+class Context:
+    store: Store
+    limits: Limits
+    grace_s: float
+    lock_ttl_s: float
+    effects: list[Effect] = field(default_factory=list)
+
+    def emit(self, type_: str, data: dict[str, Any], now: float) -> None:
+        seq = self.store.append_event(type_, now, data)
+        self.effects.append(Emit({"seq": seq, "type": type_, "ts": now, "data": data}))
+
+    def drain(self) -> list[Effect]:
+        out, self.effects = self.effects, []
+        return out
+
+
+CLI_NAME = "cli"
+
+
+def peer_view(row: Row, connected: bool) -> dict[str, Any]:
+    """A peer as the wire shows it."""
+    return {
+        "peer_id": row["id"],
+        "name": row["name"],
+        "agent": row["agent"],
+        "pid": row["pid"],
+        "cwd": row["cwd"],
+        "git_root": row["git_root"],
+        "git_branch": row["git_branch"],
+        "summary": row["summary"],
+        "status": "away" if row["state"] == "away" else row["status"],
+        "connected": connected,
+        "joined_at": row["joined_at"],
+        "last_seen": row["last_seen"],
+    }

@@ -1,0 +1,140 @@
+"""The mesh: every rule behind the wire contract, as one synchronous object.
+
+The broker validates params against the method table, then calls :meth:`Mesh.call` with the
+connection's id and the current time; afterwards it drains :meth:`Mesh.drain` and carries
+out the effects (see :mod:`slm_mesh.mesh.context`). Nothing here blocks or reads a clock, so
+the whole rule set runs under test at any speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slm_mesh.config import EVENT_RETENTION_S, READ_MESSAGE_RETENTION_S, Limits
+from slm_mesh.mesh.context import CLI_NAME, ConnId, Context, Effect, Waiter
+from slm_mesh.mesh.locks import Locks
+from slm_mesh.mesh.messages import Messages
+from slm_mesh.mesh.sessions import Sessions
+from slm_mesh.mesh.shared_state import SharedState
+from slm_mesh.protocol.errors import MethodNotFound, NotRegistered
+from slm_mesh.protocol.table import METHODS
+from slm_mesh.store import Store
+
+# Methods whose handler wants (peer_id or None, params, now).
+Handler = Callable[[ConnId, str | None, dict[str, Any], float], Any]
+
+
+class Mesh:
+    def __init__(self, store: Store, limits: Limits, *, grace_s: float, lock_ttl_s: float) -> None:
+        self.ctx = Context(store, limits, grace_s=grace_s, lock_ttl_s=lock_ttl_s)
+        self.store = store
+        self.sessions = Sessions(self.ctx, on_gone=self._session_gone)
+        self.messages = Messages(self.ctx, self.sessions)
+        self.state = SharedState(self.ctx)
+        self.locks = Locks(self.ctx, self.sessions)
+        self._handlers: dict[str, Handler] = {
+            "peer.register": lambda c, p, a, n: self.sessions.register(c, a, n),
+            "peer.update": lambda c, p, a, n: self.sessions.update(_me(p), a, n),
+            "peer.list": lambda c, p, a, n: self.sessions.list(p, a),
+            "peer.whoami": lambda c, p, a, n: self.sessions.view(self.sessions.row(_me(p))),
+            "peer.unregister": lambda c, p, a, n: self.sessions.unregister(c, n),
+            "message.send": lambda c, p, a, n: self.messages.send(p, a, n),
+            "message.inbox": lambda c, p, a, n: self.messages.inbox(_me(p), a, n),
+            "message.ack": lambda c, p, a, n: self.messages.ack(_me(p), a["ids"], n),
+            "state.get": lambda c, p, a, n: self.state.get(a, n),
+            "state.set": lambda c, p, a, n: self.state.set(self._author(p), a, n),
+            "state.delete": lambda c, p, a, n: self.state.delete(self._author(p), a, n),
+            "state.list": lambda c, p, a, n: self.state.list(a, n),
+            "lock.acquire": lambda c, p, a, n: self.locks.acquire(_me(p), a, n),
+            "lock.release": lambda c, p, a, n: self.locks.release(_me(p), a, n),
+            "lock.renew": lambda c, p, a, n: self.locks.renew(_me(p), a, n),
+            "lock.list": lambda c, p, a, n: self.locks.list_locks(a, n),
+            "lock.check": lambda c, p, a, n: self.locks.check(p, a, n),
+            "event.read": lambda c, p, a, n: self.read_events(a),
+        }
+
+    def start(self, now: float) -> None:
+        """Recover after a (re)start: live peers become away, stale locks end."""
+        self.sessions.recover(now)
+        self.locks.recover(now)
+
+    def drain(self) -> list[Effect]:
+        return self.ctx.drain()
+
+    def handles(self, method: str) -> bool:
+        return method in self._handlers
+
+    def call(self, conn_id: ConnId, method: str, params: dict[str, Any], now: float) -> Any:
+        """Run one validated call. May return a :class:`Waiter` (``lock.acquire`` queued).
+
+        Raises:
+            MeshError: any error of the contract.
+        """
+        handler = self._handlers.get(method)
+        if handler is None:
+            raise MethodNotFound(f"method not found: {method}")
+        peer_id = self.sessions.peer_of.get(conn_id)
+        if peer_id is None and METHODS[method].session:
+            raise NotRegistered(f"{method} needs a session: call peer.register first")
+        return handler(conn_id, peer_id, params, now)
+
+    def peer_of(self, conn_id: ConnId) -> str | None:
+        return self.sessions.peer_of.get(conn_id)
+
+    # -- things the broker's timers and connections report -------------------------------
+
+    def disconnected(self, conn_id: ConnId, now: float) -> None:
+        self.sessions.disconnected(conn_id, now)
+
+    def timer_fired(self, kind: str, key: Any, now: float) -> None:
+        if kind == "lock":
+            self.locks.expire(key, now)
+        elif kind == "grace":
+            self.sessions.grace_over(key, now)
+        else:  # pragma: no cover - the broker only arms the kinds above
+            raise ValueError(kind)
+
+    def cancel_wait(self, waiter: Waiter, now: float) -> None:
+        self.locks.cancel_wait(waiter, now)
+
+    def pushed(self, ids: list[int], now: float) -> None:
+        self.messages.pushed(ids, now)
+
+    def upkeep(self, now: float) -> dict[str, int]:
+        """Expire state keys and prune old messages and events."""
+        expired = self.state.expire(now)
+        pruned_messages, pruned_events = self.store.prune(
+            read_before=now - READ_MESSAGE_RETENTION_S,
+            events_before=now - EVENT_RETENTION_S,
+        )
+        return {"expired_keys": expired, "messages": pruned_messages, "events": pruned_events}
+
+    # -- events --------------------------------------------------------------------------
+
+    def read_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        types = params.get("types")
+        if types and "*" in types:
+            types = None
+        limit = params["limit"]
+        rows = self.store.events_after(params["after"], types, limit)
+        # A full page may have more behind it: resume from its last seq. A short page saw
+        # everything there is, so the cursor can jump to the head of the log.
+        last = rows[-1]["seq"] if len(rows) == limit else max(params["after"], self.last_seq())
+        return {"events": rows, "last_seq": last}
+
+    def last_seq(self) -> int:
+        return self.store.last_seq()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _author(self, peer_id: str | None) -> str:
+        return self.sessions.row(peer_id)["name"] if peer_id else CLI_NAME
+
+    def _session_gone(self, peer_id: str, now: float) -> None:
+        self.locks.session_gone(peer_id, now)
+
+
+def _me(peer_id: str | None) -> str:
+    assert peer_id is not None  # guaranteed by the session check in Mesh.call
+    return peer_id

@@ -1,0 +1,166 @@
+"""Messages between peers.
+
+Rules:
+1. A message is committed to the store before ``message.send`` answers: a send that got a
+   response is never lost, even if the broker is killed right after.
+2. Each recipient has its own row (and id) moving ``queued → pushed → read``. ``pushed``
+   means the broker wrote it to the recipient's connection; only ``message.inbox`` (with
+   ``mark_read``) or ``message.ack`` make it ``read``. Pushing never marks read.
+3. ``to: "all"`` reaches every connected peer but the sender (optionally only those in
+   ``scope``); with nobody there the result is empty, not an error. A peer that is away is
+   sent to by id or name and gets the message queued; a gone or unknown one is -32002.
+4. A connection without a peer sends as ``cli`` (the shell user).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from slm_mesh.mesh.context import CLI_NAME, Context, Deliver
+from slm_mesh.protocol.errors import InvalidParams, TooLarge
+from slm_mesh.store import Row
+
+if TYPE_CHECKING:
+    from slm_mesh.mesh.sessions import Sessions
+
+
+def message_view(row: Row) -> dict[str, Any]:
+    """A message as the wire shows it (inbox entries and ``message`` notifications)."""
+    return {
+        "id": row["id"],
+        "from": row["sender_id"] or CLI_NAME,
+        "from_name": row["sender_name"],
+        "to": row["recipient_id"],
+        "body": row["body"],
+        "type": row["type"],
+        "reply_to": row["reply_to"],
+        "broadcast": bool(row["broadcast"]),
+        "sent_at": row["sent_at"],
+        "status": row["status"],
+    }
+
+
+class Messages:
+    def __init__(self, ctx: Context, sessions: Sessions) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.sessions = sessions
+
+    def send(self, sender_id: str | None, params: dict[str, Any], now: float) -> dict[str, Any]:
+        body: str = params["body"]
+        limit = self.ctx.limits.max_body_bytes
+        if len(body) > limit or len(body.encode("utf-8")) > limit:
+            raise TooLarge("body", limit)
+        if params["type"] == "json":
+            try:
+                json.loads(body)
+            except ValueError:
+                raise InvalidParams("body", 'type "json" needs a body that is JSON') from None
+        reply_to = params.get("reply_to")
+        if reply_to is not None and self.store.get_message(reply_to) is None:
+            raise InvalidParams("reply_to", f"no message {reply_to}")
+        sender = self.sessions.row(sender_id) if sender_id else None
+        to = params["to"]
+        broadcast = to == "all"
+        if broadcast:
+            recipients = self._everyone_but(sender, params.get("scope"))
+        else:
+            recipients = [self.sessions.resolve(to)]
+        sender_name = sender["name"] if sender else CLI_NAME
+        sent: list[tuple[Row, Row]] = []
+        with self.store.transaction():
+            for peer in recipients:
+                row: Row = {
+                    "sender_id": sender_id,
+                    "sender_name": sender_name,
+                    "recipient_id": peer["id"],
+                    "body": body,
+                    "type": params["type"],
+                    "reply_to": reply_to,
+                    "broadcast": int(broadcast),
+                    "sent_at": now,
+                    "status": "queued",
+                }
+                row["id"] = self.store.insert_message(row)
+                sent.append((peer, row))
+            if sent:
+                self.ctx.emit(
+                    "message_sent",
+                    {
+                        "ids": [row["id"] for _, row in sent],
+                        "from": sender_id or CLI_NAME,
+                        "from_name": sender_name,
+                        "to": "all" if broadcast else recipients[0]["id"],
+                        "recipients": [peer["id"] for peer, _ in sent],
+                        "type": params["type"],
+                    },
+                    now,
+                )
+        for peer, row in sent:
+            conn = self.sessions.conn_of.get(peer["id"])
+            if conn is not None:
+                self.ctx.effects.append(Deliver(conn, message_view(row)))
+        return {
+            "ids": [row["id"] for _, row in sent],
+            "recipients": [
+                {
+                    "peer_id": peer["id"],
+                    "name": peer["name"],
+                    "id": row["id"],
+                    "connected": peer["id"] in self.sessions.conn_of,
+                }
+                for peer, row in sent
+            ],
+        }
+
+    def _everyone_but(self, sender: Row | None, scope: str | None) -> list[Row]:
+        rows = [
+            r
+            for r in self.store.peers_in(("live",))
+            if r["id"] in self.sessions.conn_of and (sender is None or r["id"] != sender["id"])
+        ]
+        if scope in ("directory", "repo"):
+            field = "cwd" if scope == "directory" else "git_root"
+            if sender is None or not sender[field]:
+                raise InvalidParams("scope", f"scope={scope} needs a sender with a {field}")
+            rows = [r for r in rows if r[field] == sender[field]]
+        return rows
+
+    def pushed(self, ids: list[int], now: float) -> None:
+        """The broker wrote these messages to their recipients' connections."""
+        with self.store.transaction():
+            self.store.set_pushed(ids, now)
+
+    def inbox(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
+        sender_filter = params.get("from")
+        kwargs: dict[str, Any] = {"unread_only": params["unread_only"], "limit": params["limit"]}
+        if sender_filter is None:
+            rows = self.store.inbox(peer_id, sender_id=None, filter_sender=False, **kwargs)
+        else:
+            sender_id = None if sender_filter == CLI_NAME else self._sender_id(sender_filter)
+            rows = self.store.inbox(peer_id, sender_id=sender_id, filter_sender=True, **kwargs)
+        if params["mark_read"]:
+            unread = [r["id"] for r in rows if r["status"] != "read"]
+            if unread:
+                with self.store.transaction():
+                    self.store.mark_read(peer_id, unread, now)
+                for r in rows:
+                    r["status"] = "read"
+        return {
+            "messages": [message_view(r) for r in rows],
+            "unread_left": self.store.unread_count(peer_id),
+        }
+
+    def _sender_id(self, who: str) -> str:
+        row = self.store.get_peer(who)  # a gone sender's id still filters its messages
+        found = row if row is not None else self.sessions.resolve(who)
+        return str(found["id"])
+
+    def ack(self, peer_id: str, ids: list[int], now: float) -> dict[str, Any]:
+        with self.store.transaction():
+            acked = self.store.mark_read(peer_id, ids, now)
+        return {"acked": acked}
+
+    def unread(self, peer_id: str) -> int:
+        return self.store.unread_count(peer_id)

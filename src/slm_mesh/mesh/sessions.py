@@ -1,0 +1,262 @@
+"""Peers and their sessions.
+
+Rules:
+1. A connection becomes a peer with ``register``. The peer is ``live`` while a connection
+   carries it; liveness is the connection, never a heartbeat or a pid guess.
+2. When that connection drops, the peer is ``away`` for ``grace_s``; ``register`` with its
+   ``resume_token`` within the grace gives back the same id, inbox and locks. After the grace
+   it is ``gone``: its locks are released and ``peer_left`` is emitted.
+3. Names are unique among live and away peers (an away peer keeps its name reserved); a
+   taken name gets a numeric suffix (``backend-2``).
+4. On a broker restart every peer that was live is set away with a fresh grace, so MCP
+   servers can reconnect and resume.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from slm_mesh.mesh.context import (
+    ArmTimer,
+    ConnId,
+    Context,
+    Deliver,
+    Detach,
+    DisarmTimer,
+    peer_view,
+)
+from slm_mesh.mesh.messages import message_view
+from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
+from slm_mesh.store import Row
+
+_REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch")
+
+
+class Sessions:
+    def __init__(self, ctx: Context, on_gone: Callable[[str, float], None]) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self._on_gone = on_gone  # releases the locks of a peer that is gone
+        self.conn_of: dict[str, ConnId] = {}  # live peer id → its connection
+        self.peer_of: dict[ConnId, str] = {}
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def recover(self, now: float) -> None:
+        """After a broker (re)start: every live or away peer is away with a fresh grace."""
+        with self.store.transaction():
+            for row in self.store.peers_in(("live", "away")):
+                self.store.update_peer(row["id"], state="away", away_since=now)
+                self.ctx.effects.append(ArmTimer("grace", row["id"], now + self.ctx.grace_s))
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def row(self, peer_id: str) -> Row:
+        row = self.store.get_peer(peer_id)
+        if row is None or row["state"] == "gone":
+            raise PeerNotFound(f"peer {peer_id} is not in the mesh", {"peer": peer_id})
+        return row
+
+    def view(self, row: Row) -> dict[str, Any]:
+        return peer_view(row, row["id"] in self.conn_of)
+
+    def resolve(self, who: str) -> Row:
+        """A live or away peer by id or by name.
+
+        Raises:
+            PeerNotFound: no such peer, or it has left.
+        """
+        row = self.store.get_peer(who)
+        if row is not None and row["state"] != "gone":
+            return row
+        for candidate in self.store.peers_in(("live", "away")):
+            if candidate["name"] == who:
+                return candidate
+        hint = " (it has left the mesh)" if row is not None else ""
+        raise PeerNotFound(f"no peer named or numbered {who!r}{hint}", {"peer": who})
+
+    def _unique_name(self, wanted: str) -> str:
+        taken = {row["name"] for row in self.store.peers_in(("live", "away"))}
+        if wanted not in taken:
+            return wanted
+        n = 2
+        while f"{wanted}-{n}" in taken:
+            n += 1
+        return f"{wanted}-{n}"
+
+    def _check_summary(self, summary: str | None) -> None:
+        limit = self.ctx.limits.max_summary_chars
+        if summary is not None and len(summary) > limit:
+            raise TooLarge("summary", limit, "characters")
+
+    # -- calls -------------------------------------------------------------------------
+
+    def register(self, conn_id: ConnId, params: dict[str, Any], now: float) -> dict[str, Any]:
+        if conn_id in self.peer_of:
+            raise InvalidRequest(
+                f"this connection is already peer {self.peer_of[conn_id]}; "
+                "call peer.unregister first"
+            )
+        self._check_summary(params.get("summary"))
+        token = params.get("resume")
+        if token:
+            row = self.store.peer_by_token(token)
+            if row is not None and row["state"] != "gone":
+                return self._resume(conn_id, row, params, now)
+        peer_id = secrets.token_hex(4)
+        while self.store.get_peer(peer_id) is not None:
+            peer_id = secrets.token_hex(4)
+        name = self._unique_name(params.get("name") or params.get("agent") or "peer")
+        row = {
+            "id": peer_id,
+            "name": name,
+            **{f: params.get(f) for f in _REGISTER_FIELDS},
+            "summary": params.get("summary") or "",
+            "status": "active",
+            "state": "live",
+            "resume_token": secrets.token_urlsafe(24),
+            "joined_at": now,
+            "last_seen": now,
+            "away_since": None,
+        }
+        with self.store.transaction():
+            self.store.insert_peer(row)
+            self.ctx.emit("peer_joined", self._event_data(row, resumed=False), now)
+        self._bind(conn_id, peer_id)
+        return {
+            "peer_id": peer_id,
+            "name": name,
+            "resume_token": row["resume_token"],
+            "resumed": False,
+        }
+
+    def _resume(
+        self, conn_id: ConnId, row: Row, params: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        peer_id = row["id"]
+        old_conn = self.conn_of.get(peer_id)
+        if old_conn is not None:
+            # The old connection may be half-dead; the newer one wins.
+            self._unbind(old_conn)
+            self.ctx.effects.append(Detach(old_conn))
+        fields: dict[str, Any] = {f: params[f] for f in _REGISTER_FIELDS if f in params}
+        if params.get("summary") is not None:
+            fields["summary"] = params["summary"]
+        fields.update(state="live", away_since=None, last_seen=now)
+        with self.store.transaction():
+            self.store.update_peer(peer_id, **fields)
+            row = {**row, **fields}
+            self.ctx.emit("peer_joined", self._event_data(row, resumed=True), now)
+        self.ctx.effects.append(DisarmTimer("grace", peer_id))
+        self._bind(conn_id, peer_id)
+        for msg in self.store.queued_for(peer_id):
+            self.ctx.effects.append(Deliver(conn_id, message_view(msg)))
+        return {
+            "peer_id": peer_id,
+            "name": row["name"],
+            "resume_token": row["resume_token"],
+            "resumed": True,
+        }
+
+    def update(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
+        self._check_summary(params.get("summary"))
+        fields = {k: params[k] for k in ("summary", "status") if k in params}
+        if not fields:
+            raise InvalidParams("summary", "give a summary or a status to change")
+        with self.store.transaction():
+            self.store.update_peer(peer_id, last_seen=now, **fields)
+            row = self.row(peer_id)
+            self.ctx.emit(
+                "peer_updated",
+                {
+                    "peer_id": peer_id,
+                    "name": row["name"],
+                    "summary": row["summary"],
+                    "status": row["status"],
+                },
+                now,
+            )
+        return self.view(row)
+
+    def list(self, caller: str | None, params: dict[str, Any]) -> dict[str, Any]:
+        states = ("live", "away") if params["include_away"] else ("live",)
+        rows = self.store.peers_in(states)
+        scope = params["scope"]
+        if scope != "machine":
+            me = self.store.get_peer(caller) if caller else None
+            field_name = "cwd" if scope == "directory" else "git_root"
+            anchor = params.get(field_name) or (me[field_name] if me else None)
+            if not anchor:
+                raise InvalidParams(field_name, f"scope={scope} needs {field_name}")
+            rows = [r for r in rows if r[field_name] == anchor]
+        if not params["include_self"]:
+            rows = [r for r in rows if r["id"] != caller]
+        return {"peers": [self.view(r) for r in rows]}
+
+    def unregister(self, conn_id: ConnId, now: float) -> dict[str, Any]:
+        peer_id = self.peer_of[conn_id]
+        self._unbind(conn_id)
+        self._make_gone(peer_id, "unregistered", now)
+        return {}
+
+    # -- connection lifecycle ------------------------------------------------------------
+
+    def disconnected(self, conn_id: ConnId, now: float) -> None:
+        """The connection carrying a peer closed: the peer is away for the grace period."""
+        peer_id = self.peer_of.get(conn_id)
+        if peer_id is None:
+            return
+        self._unbind(conn_id)
+        with self.store.transaction():
+            self.store.update_peer(peer_id, state="away", away_since=now, last_seen=now)
+            row = self.row(peer_id)
+            self.ctx.emit(
+                "peer_updated",
+                {
+                    "peer_id": peer_id,
+                    "name": row["name"],
+                    "summary": row["summary"],
+                    "status": "away",
+                },
+                now,
+            )
+        self.ctx.effects.append(ArmTimer("grace", peer_id, now + self.ctx.grace_s))
+
+    def grace_over(self, peer_id: str, now: float) -> None:
+        """The grace timer of an away peer fired."""
+        row = self.store.get_peer(peer_id)
+        if row is None or row["state"] != "away":
+            return
+        self._make_gone(peer_id, "grace_expired", now)
+
+    def _make_gone(self, peer_id: str, reason: str, now: float) -> None:
+        with self.store.transaction():
+            row = self.row(peer_id)
+            self.store.update_peer(peer_id, state="gone", away_since=None, last_seen=now)
+            self._on_gone(peer_id, now)
+            self.ctx.emit(
+                "peer_left", {"peer_id": peer_id, "name": row["name"], "reason": reason}, now
+            )
+        self.ctx.effects.append(DisarmTimer("grace", peer_id))
+
+    def _bind(self, conn_id: ConnId, peer_id: str) -> None:
+        self.conn_of[peer_id] = conn_id
+        self.peer_of[conn_id] = peer_id
+
+    def _unbind(self, conn_id: ConnId) -> None:
+        peer_id = self.peer_of.pop(conn_id)
+        self.conn_of.pop(peer_id, None)
+
+    @staticmethod
+    def _event_data(row: Row, *, resumed: bool) -> dict[str, Any]:
+        return {
+            "peer_id": row["id"],
+            "name": row["name"],
+            "agent": row["agent"],
+            "cwd": row["cwd"],
+            "git_root": row["git_root"],
+            "summary": row["summary"],
+            "resumed": resumed,
+        }

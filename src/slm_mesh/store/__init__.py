@@ -1,0 +1,6 @@
+"""SQLite storage (through sqlite-utils): schema, migrations and every query."""
+
+from slm_mesh.store.db import Row, Store
+from slm_mesh.store.schema import SCHEMA_VERSION, SchemaError
+
+__all__ = ["SCHEMA_VERSION", "Row", "SchemaError", "Store"]

@@ -1,0 +1,320 @@
+"""SQLite storage: the only module that speaks SQL.
+
+The broker is the only writer. WAL with ``synchronous=NORMAL`` makes every committed
+transaction survive a crash of the process (SIGKILL); only a power loss can take the last
+few. Callers group writes with :meth:`Store.transaction`; a write outside one commits at once.
+Hot-path queries are plain SQL through ``conn.execute`` (sqlite-utils' table helpers
+introspect the schema on every call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from slm_mesh.store.schema import SchemaError, migrate
+
+Row = dict[str, Any]
+
+_PEER_COLUMNS = (
+    "id, name, agent, pid, cwd, git_root, git_branch, summary, status, state, resume_token, "
+    "joined_at, last_seen, away_since"
+)
+_MESSAGE_COLUMNS = (
+    "id, sender_id, sender_name, recipient_id, body, type, reply_to, broadcast, sent_at, "
+    "status, pushed_at, read_at"
+)
+
+
+def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
+
+
+class Store:
+    """The mesh's durable state. Open with :meth:`open`."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
+        self.db = db
+        self.path = path
+        self.conn = db.conn
+
+    @classmethod
+    def open(cls, path: Path | None) -> Store:
+        """Open (creating and migrating) the database at ``path``; ``None`` for in-memory.
+
+        Raises:
+            SchemaError: the file is corrupt, not an slm-mesh database, or from a newer
+                version. The message says what to do.
+        """
+        try:
+            if path is None:
+                db = sqlite_utils.Database(memory=True, execute_plugins=False)
+            else:
+                db = sqlite_utils.Database(path, execute_plugins=False)
+                db.enable_wal()
+            db.conn.execute("PRAGMA synchronous=NORMAL")
+            db.conn.execute("PRAGMA busy_timeout=5000")
+            migrate(db)
+        except sqlite3.DatabaseError as exc:
+            raise SchemaError(
+                f"database {path} can't be opened ({exc}): it is corrupt or not an slm-mesh "
+                "database; stop the broker and move the file aside to start afresh"
+            ) from exc
+        db.conn.row_factory = _dict_factory
+        return cls(db, path)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA optimize")
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all commit together or none do (nested blocks use savepoints)."""
+        with self.db.atomic():
+            yield
+
+    def size_bytes(self) -> int:
+        if self.path is None:
+            return 0
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                total += Path(f"{self.path}{suffix}").stat().st_size
+        return total
+
+    def integrity_ok(self) -> bool:
+        row = self.conn.execute("PRAGMA integrity_check").fetchone()
+        return bool(row) and next(iter(row.values())) == "ok"
+
+    # -- peers -------------------------------------------------------------------------
+
+    def insert_peer(self, peer: Row) -> None:
+        cols = ", ".join(peer)
+        marks = ", ".join(f":{k}" for k in peer)
+        self.conn.execute(f"INSERT INTO peers ({cols}) VALUES ({marks})", peer)
+
+    def update_peer(self, peer_id: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        self.conn.execute(f"UPDATE peers SET {sets} WHERE id = :id", {**fields, "id": peer_id})
+
+    def get_peer(self, peer_id: str) -> Row | None:
+        row: Row | None = self.conn.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,)
+        ).fetchone()
+        return row
+
+    def peer_by_token(self, token: str) -> Row | None:
+        row: Row | None = self.conn.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE resume_token = ?", (token,)
+        ).fetchone()
+        return row
+
+    def peers_in(self, states: Sequence[str]) -> list[Row]:
+        marks = ", ".join("?" for _ in states)
+        return self.conn.execute(
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE state IN ({marks}) ORDER BY joined_at, id",
+            tuple(states),
+        ).fetchall()
+
+    def delete_gone_peers(self, before: float) -> int:
+        cur = self.conn.execute(
+            "DELETE FROM peers WHERE state = 'gone' AND last_seen < ? "
+            "AND id NOT IN (SELECT recipient_id FROM messages WHERE status != 'read')",
+            (before,),
+        )
+        return cur.rowcount
+
+    # -- messages ----------------------------------------------------------------------
+
+    def insert_message(self, msg: Row) -> int:
+        cols = ", ".join(msg)
+        marks = ", ".join(f":{k}" for k in msg)
+        cur = self.conn.execute(f"INSERT INTO messages ({cols}) VALUES ({marks})", msg)
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def get_message(self, message_id: int) -> Row | None:
+        row: Row | None = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return row
+
+    def set_pushed(self, ids: Iterable[int], now: float) -> None:
+        self.conn.executemany(
+            "UPDATE messages SET status = 'pushed', pushed_at = ? "
+            "WHERE id = ? AND status = 'queued'",
+            [(now, i) for i in ids],
+        )
+
+    def inbox(
+        self,
+        recipient_id: str,
+        *,
+        unread_only: bool,
+        sender_id: str | None,
+        filter_sender: bool,
+        limit: int,
+    ) -> list[Row]:
+        """Oldest first. With ``filter_sender``, only from ``sender_id`` (None: the CLI)."""
+        where = ["recipient_id = :r"]
+        if unread_only:
+            where.append("status != 'read'")
+        if filter_sender:
+            where.append("sender_id IS :s")
+        return self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT :limit",
+            {"r": recipient_id, "s": sender_id, "limit": limit},
+        ).fetchall()
+
+    def unread_count(self, recipient_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) AS n FROM messages WHERE recipient_id = ? AND status != 'read'",
+            (recipient_id,),
+        ).fetchone()
+        return int(row["n"])
+
+    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> int:
+        total = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            cur = self.conn.execute(
+                f"UPDATE messages SET status = 'read', read_at = ? WHERE recipient_id = ? "
+                f"AND status != 'read' AND id IN ({marks})",
+                (now, recipient_id, *chunk),
+            )
+            total += cur.rowcount
+        return total
+
+    def queued_for(self, recipient_id: str) -> list[Row]:
+        return self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_id = ? AND status = 'queued' "
+            "ORDER BY id",
+            (recipient_id,),
+        ).fetchall()
+
+    # -- state -------------------------------------------------------------------------
+
+    def state_get(self, namespace: str, key: str) -> Row | None:
+        row: Row | None = self.conn.execute(
+            "SELECT namespace, key, value, version, updated_by, updated_at, expires_at "
+            "FROM state WHERE namespace = ? AND key = ?",
+            (namespace, key),
+        ).fetchone()
+        return row
+
+    def state_put(self, row: Row) -> None:
+        self.conn.execute(
+            "INSERT INTO state (namespace, key, value, version, updated_by, updated_at, "
+            "expires_at) VALUES (:namespace, :key, :value, :version, :updated_by, :updated_at, "
+            ":expires_at) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
+            "version = excluded.version, updated_by = excluded.updated_by, "
+            "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+            row,
+        )
+
+    def state_delete(self, namespace: str, key: str) -> bool:
+        cur = self.conn.execute(
+            "DELETE FROM state WHERE namespace = ? AND key = ?", (namespace, key)
+        )
+        return cur.rowcount > 0
+
+    def state_list(self, namespace: str, prefix: str | None, now: float) -> list[Row]:
+        params: dict[str, Any] = {"ns": namespace, "now": now}
+        where = "namespace = :ns AND (expires_at IS NULL OR expires_at > :now)"
+        if prefix:
+            # substr comparison: LIKE would treat % and _ in the prefix as wildcards
+            where += " AND substr(key, 1, :n) = :prefix"
+            params.update(n=len(prefix), prefix=prefix)
+        return self.conn.execute(
+            "SELECT namespace, key, value, version, updated_by, updated_at, expires_at "
+            f"FROM state WHERE {where} ORDER BY key",
+            params,
+        ).fetchall()
+
+    def state_expired(self, now: float) -> list[Row]:
+        return self.conn.execute(
+            "SELECT namespace, key, version FROM state WHERE expires_at IS NOT NULL "
+            "AND expires_at <= ?",
+            (now,),
+        ).fetchall()
+
+    # -- locks -------------------------------------------------------------------------
+
+    def all_locks(self) -> list[Row]:
+        return self.conn.execute(
+            "SELECT path, peer_id, mode, reason, acquired_at, expires_at FROM locks"
+        ).fetchall()
+
+    def put_lock(self, row: Row) -> None:
+        self.conn.execute(
+            "INSERT INTO locks (path, peer_id, mode, reason, acquired_at, expires_at) "
+            "VALUES (:path, :peer_id, :mode, :reason, :acquired_at, :expires_at) "
+            "ON CONFLICT (path, peer_id) DO UPDATE SET mode = excluded.mode, "
+            "reason = excluded.reason, expires_at = excluded.expires_at",
+            row,
+        )
+
+    def delete_lock(self, path: str, peer_id: str) -> None:
+        self.conn.execute("DELETE FROM locks WHERE path = ? AND peer_id = ?", (path, peer_id))
+
+    # -- events ------------------------------------------------------------------------
+
+    def append_event(self, type_: str, ts: float, data: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO events (type, ts, data) VALUES (?, ?, ?)",
+            (type_, ts, json.dumps(data, separators=(",", ":"))),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def events_after(self, after: int, types: Sequence[str] | None, limit: int) -> list[Row]:
+        params: list[Any] = [after]
+        where = "seq > ?"
+        if types:
+            where += f" AND type IN ({', '.join('?' for _ in types)})"
+            params.extend(types)
+        params.append(limit)
+        rows = self.conn.execute(
+            f"SELECT seq, type, ts, data FROM events WHERE {where} ORDER BY seq LIMIT ?", params
+        ).fetchall()
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows
+
+    def last_seq(self) -> int:
+        # sqlite_sequence keeps the high-water mark even when every event was pruned.
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return int(row["seq"]) if row else 0
+
+    # -- upkeep ------------------------------------------------------------------------
+
+    def prune(self, *, read_before: float, events_before: float) -> tuple[int, int]:
+        """Delete messages read before ``read_before`` and events older than
+        ``events_before``; return how many of each."""
+        with self.transaction():
+            m = self.conn.execute(
+                "DELETE FROM messages WHERE status = 'read' AND read_at < ?", (read_before,)
+            ).rowcount
+            e = self.conn.execute("DELETE FROM events WHERE ts < ?", (events_before,)).rowcount
+        return m, e
+
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            "SELECT "
+            "(SELECT count(*) FROM peers WHERE state = 'live') AS peers, "
+            "(SELECT count(*) FROM peers WHERE state = 'away') AS away, "
+            "(SELECT count(*) FROM messages) AS messages, "
+            "(SELECT count(*) FROM messages WHERE status != 'read') AS unread, "
+            "(SELECT count(*) FROM locks) AS locks, "
+            "(SELECT count(*) FROM events) AS events"
+        ).fetchone()
+        return {k: int(v) for k, v in row.items()}
