@@ -1,0 +1,237 @@
+"""Test helpers that talk to a real broker: a raw NDJSON connection and broker runners.
+
+No mocks: these start the real broker, in-process (for virtual time) or as a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from slm_mesh.broker import credentials
+from slm_mesh.broker.files import bind_tcp, bind_unix, ensure_private_dir
+from slm_mesh.broker.server import Broker
+from slm_mesh.config import Settings
+from slm_mesh.store import Store
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    data = root / "d"
+    base = Settings(data_dir=data, socket_path=data / "broker.sock", tcp_port=0)
+    return replace(base, **overrides)
+
+
+@contextlib.contextmanager
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path (AF_UNIX paths are limited to ~100 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="sm-", dir="/tmp") as d:
+        yield Path(d)
+
+
+class RawConn:
+    """A raw NDJSON connection: send lines, read answers and notifications."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buf = b""
+        self.notifications: list[dict[str, Any]] = []
+        self._next_id = 0
+
+    @classmethod
+    async def unix(cls, path: Path) -> RawConn:
+        return cls(await trio.open_unix_socket(str(path)))
+
+    @classmethod
+    async def tcp(cls, port: int) -> RawConn:
+        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+
+    async def send_line(self, line: bytes | str) -> None:
+        data = line.encode() if isinstance(line, str) else line
+        await self.stream.send_all(data if data.endswith(b"\n") else data + b"\n")
+
+    async def read_line(self) -> bytes:
+        """The next line, or b"" at EOF."""
+        while b"\n" not in self.buf:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                rest, self.buf = self.buf, b""
+                return rest
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    async def read(self) -> Any:
+        """The next JSON value (answer or notification); None at EOF."""
+        line = await self.read_line()
+        return json.loads(line) if line else None
+
+    async def answer(self) -> Any:
+        """The next answer, keeping notifications that arrive first."""
+        while True:
+            msg = await self.read()
+            if isinstance(msg, dict) and "method" in msg and "id" not in msg:
+                self.notifications.append(msg)
+                continue
+            return msg
+
+    async def notification(self, method: str | None = None) -> dict[str, Any]:
+        for i, note in enumerate(self.notifications):
+            if method is None or note["method"] == method:
+                return self.notifications.pop(i)
+        while True:
+            msg = await self.read()
+            assert msg is not None, "connection closed while waiting for a notification"
+            if "id" in msg:
+                raise AssertionError(f"unexpected answer {msg}")
+            if method is None or msg["method"] == method:
+                return dict(msg)
+            self.notifications.append(msg)
+
+    async def request(self, method: str, params: Any = None) -> dict[str, Any]:
+        """Send a request and return the whole answer object."""
+        self._next_id += 1
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self.send_line(json.dumps(msg))
+        answer = await self.answer()
+        assert isinstance(answer, dict), answer
+        assert answer.get("id") == self._next_id, answer
+        return answer
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Send a request and return its result (fails the test on an error)."""
+        answer = await self.request(method, params)
+        assert "result" in answer, answer
+        return answer["result"]
+
+    async def error(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send a request that must fail; return its error object."""
+        answer = await self.request(method, params)
+        assert "error" in answer, answer
+        return dict(answer["error"])
+
+    async def register(self, name: str, cwd: str = "/repo", **params: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("peer.register", name=name, cwd=cwd, **params)
+        return result
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@dataclass
+class InProcessBroker:
+    broker: Broker
+    settings: Settings
+    token: str
+    tcp_port: int | None
+    opened: list[RawConn] = field(default_factory=list)
+
+    async def connect(self) -> RawConn:
+        """A new raw connection, closed when the broker context ends."""
+        conn = await RawConn.unix(self.settings.socket_path)
+        self.opened.append(conn)
+        return conn
+
+    async def connect_tcp(self) -> RawConn:
+        assert self.tcp_port is not None
+        conn = await RawConn.tcp(self.tcp_port)
+        self.opened.append(conn)
+        return conn
+
+
+@contextlib.asynccontextmanager
+async def in_process_broker(
+    settings: Settings, *, tcp: bool = False, idle_exit_s: float | None = None
+) -> AsyncIterator[InProcessBroker]:
+    """The real broker on a real Unix socket, in this trio run (so it shares the test's
+    clock: autojump_clock moves lock TTLs and grace periods)."""
+    ensure_private_dir(settings.data_dir)
+    store = Store.open(settings.db_path)
+    sockets = [bind_unix(settings.socket_path, 128)]
+    port = None
+    if tcp:
+        tcp_sock = bind_tcp("127.0.0.1", 0, 128)
+        port = tcp_sock.getsockname()[1]
+        sockets.append(tcp_sock)
+    token = credentials.new_token()
+    broker = Broker(settings, store, sockets, idle_exit_s=idle_exit_s, token=token)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(broker.run)
+            handle = InProcessBroker(broker, settings, token, port)
+            try:
+                yield handle
+            finally:
+                for conn in handle.opened:
+                    await trio.aclose_forcefully(conn.stream)
+                await broker.shutdown()
+    finally:
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            settings.socket_path.unlink()
+
+
+def broker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLM_MESH_", "LISTEN_"))}
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.update(SLM_MESH_DATA_DIR=str(settings.data_dir), SLM_MESH_PORT="0", **extra)
+    return env
+
+
+def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"broker exited with {proc.returncode}")
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(str(path))
+            return
+        except OSError:
+            time.sleep(0.02)
+        finally:
+            s.close()
+    raise AssertionError(f"broker did not listen on {path} within {timeout} s")
+
+
+@contextlib.contextmanager
+def broker_process(settings: Settings, *args: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``slm-mesh broker`` as a real process; stopped by its pid at the end."""
+    log = open(settings.data_dir.parent / "broker.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slm_mesh", "broker", *args],
+        env=broker_env(settings, **env),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_for_socket(settings.socket_path, proc)
+        yield proc
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
