@@ -130,6 +130,15 @@ class Connection:
         """Answer with one error (id null) and close: wrong uid, bad token, over quota."""
         with trio.move_on_after(1.0):
             await self.stream.send_all(jsonrpc.encode(jsonrpc.error_response(None, error)))
+            # Closing with unread input makes the kernel reset the connection, and the
+            # client would lose the error it was just sent: half-close, drain, then close.
+            await self.stream.send_eof()
+            drained = 0
+            while drained < self.broker.settings.limits.max_line_bytes:
+                chunk = await self.stream.receive_some(RECEIVE_CHUNK)
+                if not chunk:
+                    break
+                drained += len(chunk)
 
     async def _reader(self) -> None:
         async with trio.open_nursery() as calls:
