@@ -1,0 +1,205 @@
+"""One open stream to the broker, for :class:`slm_mesh.client.aio.MeshClient`.
+
+A :class:`Connection` runs as one task in the client's task group, with a reader and a
+writer inside its own cancel scope. It dies exactly once, in :meth:`Connection.fail`: the
+waiting calls get the :class:`ConnectionLost`, the push stream is closed for sending (the
+consumer reads what is buffered, then the stream ends), the scope is cancelled and the
+socket is closed. See the rules in ``aio.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from slm_mesh.client.address import Address
+from slm_mesh.client.wire import ConnectionLost, Malformed, Push, Response, parse_incoming
+from slm_mesh.config import MAX_LINE_BYTES
+from slm_mesh.protocol.framing import LineBuffer, LineTooLong
+
+log = logging.getLogger(__name__)
+
+WRITE_QUEUE = 64  # request lines waiting for the writer; callers beyond it wait their turn
+RECEIVE_BYTES = 65_536
+
+
+class Notifications:
+    """Pushes of one connection as ``(method, params)``: ``async for`` them, or
+    ``await receive()``. Iteration ends once the connection has dropped and the buffered
+    pushes are read. :meth:`close` it to say the pushes are not wanted (they are dropped)."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[tuple[str, Any]]) -> None:
+        self._receive = receive
+        self.closed = False
+
+    def __aiter__(self) -> Notifications:
+        return self
+
+    async def __anext__(self) -> tuple[str, Any]:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def receive(self) -> tuple[str, Any]:
+        """The next push.
+
+        Raises:
+            anyio.EndOfStream: the connection dropped and every push was read.
+        """
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.close()  # drained: let the stream go now rather than at client exit
+            raise anyio.EndOfStream from None
+
+    def close(self) -> None:
+        """Stop receiving; later pushes of this connection are dropped."""
+        self.closed = True
+        self._receive.close()
+
+
+class _Waiter:
+    """One call waiting for its response (or for the connection to drop)."""
+
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: Response | ConnectionLost | None = None
+
+    def settle(self, outcome: Response | ConnectionLost) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self.done.set()
+
+
+class Connection:
+    """A byte stream to the broker with its calls in flight and its pushes."""
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        address: Address,
+        *,
+        notification_buffer: int,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
+        self.stream = stream
+        self.address = address
+        self.lost: ConnectionLost | None = None
+        self._waiting: dict[int, _Waiter] = {}
+        self._lines = LineBuffer(max_line_bytes)
+        self._scope = anyio.CancelScope()
+        self._outgoing, self._to_write = anyio.create_memory_object_stream[bytes](WRITE_QUEUE)
+        self._pushes, receive = anyio.create_memory_object_stream[tuple[str, Any]](
+            notification_buffer
+        )
+        self.notifications = Notifications(receive)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Read and write until the connection drops or :meth:`close` is called."""
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(self._read)
+                    task_group.start_soon(self._write)
+                    task_status.started()
+        finally:
+            self.fail(ConnectionLost(f"connection to {self.address} closed"))
+            self._to_write.close()
+            with anyio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def call(self, id_: int, line: bytes) -> Any:
+        """Queue ``line`` (a request with ``id_``) and wait for its response's result."""
+        waiter = _Waiter()
+        self._waiting[id_] = waiter
+        try:
+            try:
+                await self._outgoing.send(line)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                waiter.settle(self.lost or ConnectionLost("connection closed"))
+            await waiter.done.wait()
+        finally:
+            del self._waiting[id_]
+        outcome = waiter.outcome
+        if isinstance(outcome, ConnectionLost):
+            # A fresh exception per caller: one shared instance would collect every
+            # caller's traceback.
+            raise ConnectionLost(str(outcome)) from outcome.__cause__
+        assert outcome is not None
+        return outcome.unwrap()
+
+    def close(self) -> None:
+        """Drop the connection from this side."""
+        self.fail(ConnectionLost(f"connection to {self.address} closed by the client"))
+
+    def fail(self, exc: ConnectionLost) -> None:
+        """Mark the connection dead (first call wins): settle every waiting call with
+        ``exc``, end the push stream after its buffered items, stop the tasks."""
+        if self.lost is not None:
+            return
+        self.lost = exc
+        for waiter in self._waiting.values():
+            waiter.settle(exc)
+        self._pushes.close()
+        self._outgoing.close()
+        self._scope.cancel()
+
+    async def _write(self) -> None:
+        async for line in self._to_write:
+            try:
+                await self.stream.send(line)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                self._fail_from(exc, "sending to the broker failed")
+                return
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                chunk = await self.stream.receive(RECEIVE_BYTES)
+            except anyio.EndOfStream:
+                self.fail(ConnectionLost(f"the broker at {self.address} closed the connection"))
+                return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                self._fail_from(exc, "receiving from the broker failed")
+                return
+            for line in self._lines.feed(chunk):
+                if isinstance(line, LineTooLong):
+                    # Some call's answer is gone and we cannot tell which: failing them all
+                    # beats leaving one to wait for ever.
+                    self.fail(ConnectionLost(f"the broker sent a line over {line.limit} bytes"))
+                    return
+                await self._deliver(line)
+
+    async def _deliver(self, line: bytes) -> None:
+        incoming = parse_incoming(line)
+        if isinstance(incoming, Response):
+            waiter = self._waiting.get(incoming.id) if type(incoming.id) is int else None
+            if waiter is not None:
+                waiter.settle(incoming)
+            elif incoming.id is None and incoming.error is not None:
+                log.warning("broker reported an error for no call: %s", incoming.error)
+            else:
+                log.debug("dropping the answer to call %r: nobody waits for it", incoming.id)
+        elif isinstance(incoming, Push):
+            if self.notifications.closed:
+                return
+            try:
+                await self._pushes.send((incoming.method, incoming.params))
+            except anyio.BrokenResourceError:
+                pass  # the consumer closed its end: it does not want pushes
+            except anyio.ClosedResourceError:
+                pass  # the connection failed meanwhile; the stream has ended
+        elif isinstance(incoming, Malformed):
+            log.warning("ignoring a line from the broker: %s", incoming.reason)
+
+    def _fail_from(self, cause: BaseException, what: str) -> None:
+        exc = ConnectionLost(f"{what}: {cause}")
+        exc.__cause__ = cause
+        self.fail(exc)
