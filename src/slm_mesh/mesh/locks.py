@@ -131,7 +131,11 @@ class Locks:
         mode = params["mode"]
         ttl = params.get("ttl") or self.ctx.lock_ttl_s
         holders = self.holders_against(peer_id, path, mode, now)
-        queued = self._queued_against(peer_id, path, mode, self.waiters)
+        # A request that the session's own lock on this path already covers is a renewal:
+        # it never queues, since every waiter it could conflict with waits for that lock.
+        own = self.held.get((path, peer_id))
+        renewal = own is not None and own["expires_at"] > now and own["mode"] in (mode, "exclusive")
+        queued = not renewal and self._queued_against(peer_id, path, mode, self.waiters)
         if not holders and not queued:
             return {
                 "granted": True,
