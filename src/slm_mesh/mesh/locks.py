@@ -163,16 +163,21 @@ class Locks:
         self, peer_id: str, path: str, mode: str, ttl: float, reason: str | None, now: float
     ) -> dict[str, Any]:
         key = (path, peer_id)
-        old = self.held.get(key)
-        row: Row = {
-            "path": path,
-            "peer_id": peer_id,
-            "mode": mode,
-            "reason": reason if reason is not None else (old["reason"] if old else None),
-            "acquired_at": old["acquired_at"] if old else now,
-            "expires_at": now + ttl,
-        }
         with self.store.transaction():
+            old = self.held.get(key)
+            if old is not None and old["expires_at"] <= now:
+                # Its timer has not fired yet, but it has ended (rule 4): say so, and grant
+                # a new lock rather than renew one that no longer exists.
+                self._end(key, "lock_expired", "ttl", now)
+                old = None
+            row: Row = {
+                "path": path,
+                "peer_id": peer_id,
+                "mode": mode,
+                "reason": reason if reason is not None else (old["reason"] if old else None),
+                "acquired_at": old["acquired_at"] if old else now,
+                "expires_at": now + ttl,
+            }
             self.store.put_lock(row)
             self.held[key] = row
             view = self.view(row)
