@@ -137,10 +137,10 @@ class Locks:
         renewal = own is not None and own["expires_at"] > now and own["mode"] in (mode, "exclusive")
         queued = not renewal and self._queued_against(peer_id, path, mode, self.waiters)
         if not holders and not queued:
-            return {
-                "granted": True,
-                "lock": self._grant(peer_id, path, mode, ttl, params.get("reason"), now),
-            }
+            lock = self._grant(peer_id, path, mode, ttl, params.get("reason"), now)
+            if renewal and own is not None and own["mode"] != mode:
+                self.grant_waiters(now)  # a downgrade to shared may let shared waiters in
+            return {"granted": True, "lock": lock}
         if params["wait"] > 0:
             waiter = Waiter(peer_id, path, mode, ttl, params.get("reason"))
             self.waiters.append(waiter)
