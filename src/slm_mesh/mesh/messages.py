@@ -129,8 +129,7 @@ class Messages:
 
     def pushed(self, ids: list[int], now: float) -> None:
         """The broker wrote these messages to their recipients' connections."""
-        with self.store.transaction():
-            self.store.set_pushed(ids, now)
+        self.store.note_pushed(ids, now)
 
     def inbox(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
         sender_filter = params.get("from")

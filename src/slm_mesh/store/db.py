@@ -22,6 +22,8 @@ from slm_mesh.store.schema import SchemaError, migrate
 
 Row = dict[str, Any]
 
+AUTOCHECKPOINT_PAGES = 16_384  # 64 MiB of WAL
+
 _PEER_COLUMNS = (
     "id, name, agent, pid, cwd, git_root, git_branch, summary, status, state, resume_token, "
     "joined_at, last_seen, away_since"
@@ -43,6 +45,12 @@ class Store:
         self.db = db
         self.path = path
         self.conn = db.conn
+        # Peers are read on nearly every call and written rarely: a write-through cache
+        # (the broker is the only writer). Dropped whenever a transaction rolls back.
+        self._peers: dict[str, Row] | None = None
+        # "pushed" marks are informational (only "read" matters for delivery), so they are
+        # written in batches: see note_pushed / flush_pushed.
+        self._pushed: list[tuple[float, int]] = []
 
     @classmethod
     def open(cls, path: Path | None) -> Store:
@@ -59,6 +67,9 @@ class Store:
                 db = sqlite_utils.Database(path, execute_plugins=False)
                 db.enable_wal()
             db.conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints are run from another connection by the broker
+            # (checkpoint_passive) so a commit never waits for one; this is the backstop.
+            db.conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             db.conn.execute("PRAGMA busy_timeout=5000")
             migrate(db)
         except sqlite3.DatabaseError as exc:
@@ -71,14 +82,20 @@ class Store:
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
+            self.flush_pushed()
+        with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA optimize")
         self.db.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes: all commit together or none do (nested blocks use savepoints)."""
-        with self.db.atomic():
-            yield
+        try:
+            with self.db.atomic():
+                yield
+        except BaseException:
+            self._peers = None  # the cache may hold writes that were just rolled back
+            raise
 
     def size_bytes(self) -> int:
         if self.path is None:
@@ -89,39 +106,67 @@ class Store:
                 total += Path(f"{self.path}{suffix}").stat().st_size
         return total
 
+    def wal_bytes(self) -> int:
+        if self.path is None:
+            return 0
+        try:
+            return Path(f"{self.path}-wal").stat().st_size
+        except OSError:
+            return 0
+
+    def checkpoint_passive(self) -> None:
+        """Copy the WAL into the database from a connection of its own, without blocking
+        the writer (PRAGMA wal_checkpoint(PASSIVE)). Safe to call from a worker thread."""
+        if self.path is None:
+            return
+        conn = sqlite3.connect(self.path, timeout=5)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
     def integrity_ok(self) -> bool:
         row = self.conn.execute("PRAGMA integrity_check").fetchone()
         return bool(row) and next(iter(row.values())) == "ok"
 
     # -- peers -------------------------------------------------------------------------
 
+    def _peer_rows(self) -> dict[str, Row]:
+        if self._peers is None:
+            rows = self.conn.execute(f"SELECT {_PEER_COLUMNS} FROM peers").fetchall()
+            self._peers = {row["id"]: row for row in rows}
+        return self._peers
+
     def insert_peer(self, peer: Row) -> None:
         cols = ", ".join(peer)
         marks = ", ".join(f":{k}" for k in peer)
         self.conn.execute(f"INSERT INTO peers ({cols}) VALUES ({marks})", peer)
+        full = dict.fromkeys(_PEER_COLUMNS.split(", "))
+        full.update(peer)
+        self._peer_rows()[peer["id"]] = full
 
     def update_peer(self, peer_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         self.conn.execute(f"UPDATE peers SET {sets} WHERE id = :id", {**fields, "id": peer_id})
+        row = self._peer_rows().get(peer_id)
+        if row is not None:
+            row.update(fields)
 
     def get_peer(self, peer_id: str) -> Row | None:
-        row: Row | None = self.conn.execute(
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,)
-        ).fetchone()
-        return row
+        """A copy of the peer's row (callers may change it freely)."""
+        row = self._peer_rows().get(peer_id)
+        return dict(row) if row is not None else None
 
     def peer_by_token(self, token: str) -> Row | None:
-        row: Row | None = self.conn.execute(
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE resume_token = ?", (token,)
-        ).fetchone()
-        return row
+        for row in self._peer_rows().values():
+            if row["resume_token"] == token:
+                return dict(row)
+        return None
 
     def peers_in(self, states: Sequence[str]) -> list[Row]:
-        marks = ", ".join("?" for _ in states)
-        return self.conn.execute(
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE state IN ({marks}) ORDER BY joined_at, id",
-            tuple(states),
-        ).fetchall()
+        rows = [dict(r) for r in self._peer_rows().values() if r["state"] in states]
+        rows.sort(key=lambda r: (r["joined_at"], r["id"]))
+        return rows
 
     def delete_gone_peers(self, before: float) -> int:
         cur = self.conn.execute(
@@ -129,6 +174,7 @@ class Store:
             "AND id NOT IN (SELECT recipient_id FROM messages WHERE status != 'read')",
             (before,),
         )
+        self._peers = None
         return cur.rowcount
 
     # -- messages ----------------------------------------------------------------------
@@ -146,12 +192,24 @@ class Store:
         ).fetchone()
         return row
 
-    def set_pushed(self, ids: Iterable[int], now: float) -> None:
-        self.conn.executemany(
-            "UPDATE messages SET status = 'pushed', pushed_at = ? "
-            "WHERE id = ? AND status = 'queued'",
-            [(now, i) for i in ids],
-        )
+    def note_pushed(self, ids: Iterable[int], now: float) -> None:
+        """Remember that these messages were written to their recipients; written to the
+        database by :meth:`flush_pushed` (before any read of message status, and by the
+        broker every few milliseconds). Lost in a crash, a mark only means the message is
+        pushed once more when its recipient resumes: it is still unread either way."""
+        self._pushed.extend((now, i) for i in ids)
+
+    def flush_pushed(self) -> int:
+        if not self._pushed:
+            return 0
+        pending, self._pushed = self._pushed, []
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE messages SET status = 'pushed', pushed_at = ? "
+                "WHERE id = ? AND status = 'queued'",
+                pending,
+            )
+        return len(pending)
 
     def inbox(
         self,
@@ -163,6 +221,7 @@ class Store:
         limit: int,
     ) -> list[Row]:
         """Oldest first. With ``filter_sender``, only from ``sender_id`` (None: the CLI)."""
+        self.flush_pushed()
         where = ["recipient_id = :r"]
         if unread_only:
             where.append("status != 'read'")
@@ -195,6 +254,7 @@ class Store:
         return total
 
     def queued_for(self, recipient_id: str) -> list[Row]:
+        self.flush_pushed()
         return self.conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_id = ? AND status = 'queued' "
             "ORDER BY id",
@@ -308,6 +368,7 @@ class Store:
         return m, e
 
     def counts(self) -> dict[str, int]:
+        self.flush_pushed()
         row = self.conn.execute(
             "SELECT "
             "(SELECT count(*) FROM peers WHERE state = 'live') AS peers, "
