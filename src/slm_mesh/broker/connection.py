@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVE_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A call that has to wait (a queued ``lock.acquire``, an event replay)."""
+
+    call: Call
+    coro: Coroutine[Any, Any, Any]
 
 
 @dataclass(slots=True)
@@ -159,71 +168,91 @@ class Connection:
             return
         parsed = jsonrpc.parse_line(line)
         if isinstance(parsed, Batch):
+            answers = [self._start(item) for item in parsed.items]
+            if any(isinstance(a, Pending) for a in answers):
+                await self.inflight.acquire()
+                calls.start_soon(self._finish_batch, answers)
+            else:
+                await self._send_answers([a for a in answers if isinstance(a, dict)])
+            return
+        answer = self._start(parsed)
+        if isinstance(answer, Pending):
             await self.inflight.acquire()
-            calls.start_soon(self._run_batch, parsed.items)
-        elif isinstance(parsed, Invalid):
-            retry = self._rate_limited()
-            error = RateLimited(_retry_msg(retry), {"retry_after": retry}) if retry else None
-            await self.send(jsonrpc.error_response(parsed.id, error or parsed.error))
-        else:
-            await self.inflight.acquire()
-            calls.start_soon(self._run_single, parsed)
+            calls.start_soon(self._finish_single, answer)
+        elif answer is not None:
+            await self.send(answer)
+        self._close_if_unauthorized()
 
     def _rate_limited(self) -> float:
         return self.bucket.take(trio.current_time())
 
-    async def _run_single(self, call: Call) -> None:
-        try:
-            answer = await self._answer(call)
-            if answer is not None:
-                await self.send(answer)
-            self._close_if_unauthorized()
-        finally:
-            self.inflight.release()
-
-    async def _run_batch(self, items: list[Call | Invalid]) -> None:
-        try:
-            answers: list[dict[str, Any] | None] = [None] * len(items)
-
-            async def one(i: int, item: Call | Invalid) -> None:
-                if isinstance(item, Invalid):
-                    retry = self._rate_limited()
-                    err = RateLimited(_retry_msg(retry), {"retry_after": retry}) if retry else None
-                    answers[i] = jsonrpc.error_response(item.id, err or item.error)
-                else:
-                    answers[i] = await self._answer(item)
-
-            async with trio.open_nursery() as nursery:
-                for i, item in enumerate(items):
-                    nursery.start_soon(one, i, item)
-            out = [a for a in answers if a is not None]
-            if out:
-                await self.send(out)
-            self._close_if_unauthorized()
-        finally:
-            self.inflight.release()
-
-    async def _answer(self, call: Call) -> dict[str, Any] | None:
-        """Run one call; its answer, or None for a notification."""
+    def _start(self, item: Call | Invalid) -> dict[str, Any] | Pending | None:
+        """Run a call as far as it goes without waiting: its answer (None for a
+        notification), or a :class:`Pending` for the few calls that wait."""
         retry = self._rate_limited()
         if retry:
             error: Exception = RateLimited(_retry_msg(retry), {"retry_after": round(retry, 3)})
-            return None if call.notification else jsonrpc.error_response(call.id, error)
-        if not self.authenticated and call.method != "mesh.hello":
+            if isinstance(item, Call) and item.notification:
+                return None
+            return jsonrpc.error_response(item.id, error)
+        if isinstance(item, Invalid):
+            return jsonrpc.error_response(item.id, item.error)
+        if not self.authenticated and item.method != "mesh.hello":
             # TCP: the first call must authenticate; anything else ends the connection.
             self.close_after_answer = True
             return jsonrpc.error_response(
-                call.id, Unauthorized("unauthorized: call mesh.hello with the broker token")
+                item.id, Unauthorized("unauthorized: call mesh.hello with the broker token")
             )
         try:
-            result = await self.broker.dispatch(self, call.method, call.params)
+            result = self.broker.call(self, item.method, item.params)
+        except Exception as exc:
+            return self._failed(item, exc)
+        if isinstance(result, Coroutine):
+            return Pending(item, result)
+        return None if item.notification else jsonrpc.response(item.id, result)
+
+    def _failed(self, call: Call, exc: Exception) -> dict[str, Any] | None:
+        if isinstance(exc, Unauthorized):
+            self.close_after_answer = True
+        return None if call.notification else jsonrpc.error_response(call.id, exc)
+
+    async def _finish(self, pending: Pending) -> dict[str, Any] | None:
+        call = pending.call
+        try:
+            result = await pending.coro
         except trio.Cancelled:
             raise
         except Exception as exc:
-            if isinstance(exc, Unauthorized):
-                self.close_after_answer = True
-            return None if call.notification else jsonrpc.error_response(call.id, exc)
+            return self._failed(call, exc)
         return None if call.notification else jsonrpc.response(call.id, result)
+
+    async def _finish_single(self, pending: Pending) -> None:
+        try:
+            answer = await self._finish(pending)
+            if answer is not None:
+                await self.send(answer)
+        finally:
+            self.inflight.release()
+
+    async def _finish_batch(self, started: list[dict[str, Any] | Pending | None]) -> None:
+        try:
+            answers = list(started)
+
+            async def finish(i: int, pending: Pending) -> None:
+                answers[i] = await self._finish(pending)
+
+            async with trio.open_nursery() as nursery:
+                for i, item in enumerate(started):
+                    if isinstance(item, Pending):
+                        nursery.start_soon(finish, i, item)
+            await self._send_answers([a for a in answers if isinstance(a, dict)])
+        finally:
+            self.inflight.release()
+
+    async def _send_answers(self, answers: list[dict[str, Any]]) -> None:
+        if answers:  # a batch of notifications only is not answered at all
+            await self.send(answers)
+        self._close_if_unauthorized()
 
     def _close_if_unauthorized(self) -> None:
         """After the error answer is queued: take no more calls, flush, close."""

@@ -21,11 +21,20 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from slm_mesh.config import MAINTENANCE_INTERVAL_S, SHUTDOWN_DRAIN_S, VERSION, Settings
+from slm_mesh.config import (
+    CHECKPOINT_INTERVAL_S,
+    CHECKPOINT_WAL_BYTES,
+    MAINTENANCE_INTERVAL_S,
+    PUSHED_FLUSH_S,
+    SHUTDOWN_DRAIN_S,
+    VERSION,
+    Settings,
+)
 from slm_mesh.mesh import (
     ArmTimer,
     Deliver,
@@ -91,6 +100,12 @@ class Broker:
         self.all_closed = trio.Event()
         self.all_closed.set()
         self.stopped = trio.Event()
+        self._flush_scheduled = False
+        self._local: dict[str, Callable[[Connection, dict[str, Any]], Any]] = {
+            name: getattr(self, "_m_" + name.replace(".", "_"))
+            for name in METHODS
+            if hasattr(self, "_m_" + name.replace(".", "_"))
+        }
 
     # -- time --------------------------------------------------------------------------
 
@@ -120,6 +135,7 @@ class Broker:
                         self.handlers = handlers
                         await system.start(self._accept, listeners)
                         system.start_soon(self._upkeep)
+                        system.start_soon(self._checkpoints)
                         if self.idle_exit_s is not None:
                             system.start_soon(self._idle_watchdog)
                         if handle_signals:
@@ -223,27 +239,53 @@ class Broker:
         self._touch_idle()
 
     def messages_pushed(self, ids: list[int]) -> None:
+        self.mesh.pushed(ids, self.now())
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.system.start_soon(self._flush_pushed_soon)
+
+    async def _flush_pushed_soon(self) -> None:
+        """Write the batched "pushed" marks a moment later, in one transaction."""
+        await trio.sleep(PUSHED_FLUSH_S)
+        self._flush_scheduled = False
         try:
-            self.mesh.pushed(ids, self.now())
+            self.store.flush_pushed()
         except Exception:
             log.exception("marking messages pushed failed")
 
+    async def _checkpoints(self) -> None:
+        """Copy the WAL into the database from a worker thread once it has grown, so no
+        commit on the event loop ever waits for a checkpoint's fsync."""
+        while True:
+            await trio.sleep(CHECKPOINT_INTERVAL_S)
+            if self.store.wal_bytes() > CHECKPOINT_WAL_BYTES:
+                try:
+                    await trio.to_thread.run_sync(self.store.checkpoint_passive)
+                except Exception:
+                    log.exception("checkpoint failed")
+
     # -- calls -------------------------------------------------------------------------
 
-    async def dispatch(self, conn: Connection, name: str, raw_params: Any) -> Any:
+    def call(self, conn: Connection, name: str, raw_params: Any) -> Any:
+        """Run one call without waiting: its result, or a coroutine to await for the calls
+        that wait (a queued ``lock.acquire``, ``event.subscribe`` with a replay).
+
+        Raises:
+            MeshError: any error of the contract.
+        """
         method = METHODS.get(name)
         if method is None:
             raise MethodNotFound(f"method not found: {name}")
         params = validate(method, raw_params)
         if self.stopping and name not in _ALWAYS_ALLOWED:
             raise ShuttingDown("the broker is shutting down; retry in a moment")
-        local = getattr(self, "_m_" + name.replace(".", "_"), None)
+        local = self._local.get(name)
         if local is not None:
-            return await local(conn, params)
+            return local(conn, params)
         result = self.mesh.call(conn.id, name, params, self.now())
         self._apply(self.mesh.drain())
         if isinstance(result, Waiter):
-            return await self._wait_for_lock(result, params["wait"])
+            return self._wait_for_lock(result, params["wait"])
         return result
 
     async def _wait_for_lock(self, waiter: Waiter, wait_s: float) -> dict[str, Any]:
@@ -260,7 +302,7 @@ class Broker:
             return {"granted": True, "lock": waiter.lock}
         raise self.mesh.locks.conflict_for(waiter, self.now())
 
-    async def _m_mesh_hello(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_mesh_hello(self, conn: Connection, params: dict[str, Any]) -> Any:
         if not conn.authenticated:
             if self.token is None or not credentials.token_matches(params.get("token"), self.token):
                 raise Unauthorized("unauthorized: wrong or missing token")
@@ -272,10 +314,10 @@ class Broker:
             "peer_id": self.mesh.peer_of(conn.id),
         }
 
-    async def _m_mesh_ping(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_mesh_ping(self, conn: Connection, params: dict[str, Any]) -> Any:
         return "pong"
 
-    async def _m_mesh_status(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_mesh_status(self, conn: Connection, params: dict[str, Any]) -> Any:
         counts = self.store.counts()
         counts.update(
             connections=len(self.conns),
@@ -294,32 +336,37 @@ class Broker:
             "idle_exit_s": self.idle_exit_s,
         }
 
-    async def _m_mesh_shutdown(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_mesh_shutdown(self, conn: Connection, params: dict[str, Any]) -> Any:
         self.system.start_soon(self.shutdown)
         return {}
 
-    async def _m_rpc_discover(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_rpc_discover(self, conn: Connection, params: dict[str, Any]) -> Any:
         return openrpc_document(VERSION)
 
-    async def _m_event_subscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_event_subscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
+        if params.get("after") is None:
+            # Nothing to replay: subscribe at once, with no task and no wait.
+            types = params.get("types")
+            filt = None if not types or "*" in types else frozenset(types)
+            self.subscribers[conn.id] = filt
+            return {"last_seq": self.store.last_seq()}
+        return self._subscribe_with_replay(conn, params)
+
+    async def _subscribe_with_replay(self, conn: Connection, params: dict[str, Any]) -> Any:
         types = params.get("types")
         filt = None if not types or "*" in types else frozenset(types)
-        cursor = params.get("after")
-        if cursor is not None:
-            # Replay in pages, waiting for room in the queue; events written meanwhile land
-            # in the store and are picked up by the next page. From the empty page to the
-            # registration below nothing awaits, so no event can fall in between.
-            while True:
-                rows = self.store.events_after(cursor, sorted(filt) if filt else None, _REPLAY_PAGE)
-                if not rows:
-                    break
-                for row in rows:
-                    await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
-                cursor = rows[-1]["seq"]
+        cursor: int = params["after"]
+        # Replay in pages, waiting for room in the queue; events written meanwhile land in
+        # the store and are picked up by the next page. From the empty page to the
+        # registration below nothing awaits, so no event can fall in between.
+        while rows := self.store.events_after(cursor, sorted(filt) if filt else None, _REPLAY_PAGE):
+            for row in rows:
+                await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
+            cursor = rows[-1]["seq"]
         self.subscribers[conn.id] = filt
         return {"last_seq": self.store.last_seq()}
 
-    async def _m_event_unsubscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _m_event_unsubscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
         self.subscribers.pop(conn.id, None)
         return {}
 
