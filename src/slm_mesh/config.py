@@ -35,6 +35,11 @@ MAX_JSON_DEPTH = 64
 MAX_NAME_CHARS = 64
 MAX_PATH_CHARS = 4_096
 MAX_LOCK_PATHS = 256
+# Characters of message bodies in one inbox answer. JSON-escaped, a character takes at most
+# 6 bytes, so the answer stays under 1 MiB however many messages wait.
+MAX_RESPONSE_BODY_BYTES = 128 * KiB
+# What a client accepts from the broker (trusted, but answers can be larger than calls).
+CLIENT_MAX_LINE_BYTES = 64 * MiB
 
 # Connection limits
 MAX_CONNECTIONS_PER_UID = 512
@@ -96,6 +101,7 @@ class Limits:
     ``SLM_MESH_<NAME>`` (upper case), e.g. ``SLM_MESH_MAX_LINE_BYTES=2097152``."""
 
     max_line_bytes: int = MAX_LINE_BYTES
+    client_max_line_bytes: int = CLIENT_MAX_LINE_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
     max_summary_chars: int = MAX_SUMMARY_CHARS
     max_key_bytes: int = MAX_KEY_BYTES

@@ -1,5 +1,7 @@
 """Sessions, pushes and the message lifecycle, against the real broker on a real socket."""
 
+import json
+
 import trio
 import trio.testing
 
@@ -135,3 +137,33 @@ async def test_event_subscribe_replays_then_streams_without_a_gap(settings: Sett
         assert live["params"]["seq"] == 6
         assert live["params"]["type"] == "state_changed"
         assert live["params"]["data"]["key"] == "live"
+
+
+async def test_a_full_inbox_is_answered_in_pieces_each_under_the_line_cap(
+    settings: Settings,
+) -> None:
+    async with in_process_broker(settings) as b:
+        me, sender = await b.connect(), await b.connect()
+        await me.register("me")
+        await me.call("peer.unregister")  # no pushes: the messages just wait
+        reg = await me.register("me")
+        await me.aclose()
+        for i in range(40):
+            await sender.call("message.send", to=reg["peer_id"], body=f"{i:02d}" + "é" * 30_000)
+        back = await b.connect()
+        await back.call("peer.register", cwd="/repo", resume=reg["resume_token"])
+        back.notifications.clear()
+        seen: list[int] = []
+        while True:
+            await back.send_line(
+                '{"jsonrpc":"2.0","id":1,"method":"message.inbox","params":{"limit":500}}'
+            )
+            line = await back.read_line()
+            while b'"method"' in line[:40]:  # skip pushes of the resumed session
+                line = await back.read_line()
+            assert len(line) < 1024 * 1024
+            page = json.loads(line)["result"]
+            seen.extend(int(m["body"][:2]) for m in page["messages"])
+            if page["unread_left"] == 0:
+                break
+        assert seen == list(range(40))

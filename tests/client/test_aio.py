@@ -171,7 +171,7 @@ async def test_a_line_over_the_cap_drops_the_connection(settings: Settings) -> N
     small = Settings(
         data_dir=settings.data_dir,
         socket_path=settings.socket_path,
-        limits=Limits(max_line_bytes=1024),
+        limits=Limits(max_line_bytes=1024, client_max_line_bytes=1024),
     )
     with trio.fail_after(BOUND_S):
         async with fake_broker(small) as broker, MeshClient.open(small) as client:
@@ -196,7 +196,7 @@ async def test_a_request_over_the_cap_is_refused_before_it_is_sent(settings: Set
     small = Settings(
         data_dir=settings.data_dir,
         socket_path=settings.socket_path,
-        limits=Limits(max_line_bytes=1024),
+        limits=Limits(max_line_bytes=1024, client_max_line_bytes=1024),
     )
     with trio.fail_after(BOUND_S):
         async with fake_broker(small) as broker, MeshClient.open(small) as client:

@@ -135,7 +135,11 @@ async def test_a_call_fails_with_connection_lost_when_the_broker_closes(
 async def test_lines_over_the_cap_drop_the_connection_and_big_requests_stay_home(
     settings: Settings,
 ) -> None:
-    small = Settings(settings.data_dir, settings.socket_path, limits=Limits(max_line_bytes=512))
+    small = Settings(
+        settings.data_dir,
+        settings.socket_path,
+        limits=Limits(max_line_bytes=512, client_max_line_bytes=512),
+    )
 
     def script() -> None:
         with BlockingClient.connect(small) as client:

@@ -76,6 +76,8 @@ class MeshClient:
         self._notification_buffer = notification_buffer
         self._connect_timeout = connect_timeout
         self._max_line_bytes = settings.limits.max_line_bytes
+        # Answers may be larger than calls: the broker is trusted up to a larger cap.
+        self._max_answer_bytes = settings.limits.client_max_line_bytes
         self._ids = itertools.count(1)
         self._conn: Connection | None = None
         self._old: list[Connection] = []  # dropped, their pushes maybe not yet drained
@@ -260,7 +262,7 @@ class MeshClient:
             stream,
             address,
             notification_buffer=self._notification_buffer,
-            max_line_bytes=self._max_line_bytes,
+            max_line_bytes=self._max_answer_bytes,
         )
         await self._task_group.start(conn.run)
         try:

@@ -58,6 +58,7 @@ class BlockingClient:
         *,
         timeout: float | None = DEFAULT_TIMEOUT_S,
         max_line_bytes: int,
+        max_answer_bytes: int,
         notification_buffer: int = NOTIFICATION_BUFFER,
     ) -> None:
         self.address = address
@@ -68,7 +69,7 @@ class BlockingClient:
         self.dropped_notifications = 0
         self._sock: socket.socket | None = sock
         self._max_line_bytes = max_line_bytes
-        self._lines = LineBuffer(max_line_bytes)
+        self._lines = LineBuffer(max_answer_bytes)
         self._ready: deque[bytes] = deque()
         self._pushes: deque[tuple[str, Any]] = deque(maxlen=notification_buffer)
         self._ids = itertools.count(1)
@@ -105,7 +106,12 @@ class BlockingClient:
                 tried.append((candidate, exc))
                 continue
             client = cls(
-                sock, candidate, timeout=timeout, max_line_bytes=settings.limits.max_line_bytes
+                sock,
+                candidate,
+                timeout=timeout,
+                max_line_bytes=settings.limits.max_line_bytes,
+                # Answers may be larger than calls: the broker is trusted up to a larger cap.
+                max_answer_bytes=settings.limits.client_max_line_bytes,
             )
             try:
                 client.hello = client.call("mesh.hello", hello_params(client_name, candidate.token))

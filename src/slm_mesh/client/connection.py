@@ -18,7 +18,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from slm_mesh.client.address import Address
 from slm_mesh.client.wire import ConnectionLost, Malformed, Push, Response, parse_incoming
-from slm_mesh.config import MAX_LINE_BYTES
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class Connection:
         address: Address,
         *,
         notification_buffer: int,
-        max_line_bytes: int = MAX_LINE_BYTES,
+        max_line_bytes: int,
     ) -> None:
         self.stream = stream
         self.address = address

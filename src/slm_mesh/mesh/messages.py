@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from slm_mesh.config import MAX_RESPONSE_BODY_BYTES
 from slm_mesh.mesh.context import CLI_NAME, Context, Deliver
 from slm_mesh.protocol.errors import InvalidParams, TooLarge
 from slm_mesh.store import Row
@@ -39,6 +40,18 @@ def message_view(row: Row) -> dict[str, Any]:
         "sent_at": row["sent_at"],
         "status": row["status"],
     }
+
+
+def _within_budget(rows: list[Row], budget: int) -> list[Row]:
+    """The first rows whose bodies fit in ``budget`` bytes (always at least one), so an
+    answer stays well under the line cap however large the messages; the rest wait for
+    the next call (``unread_left`` says how many)."""
+    total = 0
+    for i, row in enumerate(rows):
+        total += len(row["body"])  # characters: a cheap bound, ASCII-escaped on the wire
+        if total > budget and i > 0:
+            return rows[:i]
+    return rows
 
 
 class Messages:
@@ -139,6 +152,7 @@ class Messages:
         else:
             sender_id = None if sender_filter == CLI_NAME else self._sender_id(sender_filter)
             rows = self.store.inbox(peer_id, sender_id=sender_id, filter_sender=True, **kwargs)
+        rows = _within_budget(rows, MAX_RESPONSE_BODY_BYTES)
         if params["mark_read"]:
             unread = [r["id"] for r in rows if r["status"] != "read"]
             if unread:
