@@ -1,0 +1,67 @@
+"""The clients against the real broker: in-process for the async client, a real broker
+process (killed and restarted) for reconnect and resume."""
+
+import signal
+
+import pytest
+import trio
+
+from slm_mesh.client import BlockingClient, ConnectionLost, MeshClient
+from slm_mesh.config import Settings
+from slm_mesh.protocol.errors import LockConflict, PeerNotFound
+from tests.wire import broker_process, in_process_broker
+
+
+async def test_async_client_calls_gets_pushes_and_typed_errors(settings: Settings) -> None:
+    async with (
+        in_process_broker(settings),
+        MeshClient.open(settings) as a,
+        MeshClient.open(settings) as b,
+    ):
+        await a.register(name="a", cwd="/repo")
+        await b.register(name="b", cwd="/repo")
+        await a.call("lock.acquire", {"path": "x.py"})
+        with pytest.raises(LockConflict) as info:
+            await b.call("lock.acquire", {"path": "/repo/x.py"})
+        assert info.value.data["holders"][0]["holder"] == "a"
+        with pytest.raises(PeerNotFound):
+            await a.call("message.send", {"to": "nobody", "body": "x"})
+        await a.call("message.send", {"to": "b", "body": "hello b"})
+        with trio.fail_after(5):
+            method, params = await b.notifications.receive()
+        assert (method, params["body"]) == ("message", "hello b")
+
+
+async def test_blocking_client_against_the_broker(settings: Settings) -> None:
+    async with in_process_broker(settings):
+
+        def script() -> object:
+            with BlockingClient.connect(settings) as c:
+                c.call("state.set", {"key": "db_version", "value": "2.1"})
+                return c.call("state.get", {"key": "db_version"})
+
+        got = await trio.to_thread.run_sync(script)
+        assert isinstance(got, dict)
+        assert (got["value"], got["version"], got["updated_by"]) == ("2.1", 1, "cli")
+
+
+async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(
+    settings: Settings,
+) -> None:
+    with broker_process(settings) as first:
+        async with MeshClient.open(settings) as c:
+            reg = await c.register(name="backend", cwd="/repo")
+            await c.call("lock.acquire", {"path": "src/auth.ts"})
+            first.send_signal(signal.SIGKILL)
+            await trio.to_thread.run_sync(first.wait)
+            with trio.fail_after(5), pytest.raises(ConnectionLost):
+                await c.call("mesh.ping")
+            with broker_process(settings):
+                with trio.fail_after(15):
+                    await c.reconnect(retry_for=10)
+                me = await c.call("peer.whoami")
+                assert me["peer_id"] == reg["peer_id"]
+                locks = (await c.call("lock.list"))["locks"]
+                assert [(lk["path"], lk["holder"]) for lk in locks] == [
+                    ("/repo/src/auth.ts", "backend")
+                ]
