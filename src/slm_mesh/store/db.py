@@ -358,12 +358,20 @@ class Store:
     # -- upkeep ------------------------------------------------------------------------
 
     def prune(self, *, read_before: float, events_before: float) -> tuple[int, int]:
-        """Delete messages read before ``read_before`` and events older than
-        ``events_before``; return how many of each."""
+        """Delete messages read before ``read_before``, messages to peers gone since then
+        (nobody can ever read them), those peers, and events older than ``events_before``;
+        return how many messages and events went."""
+        self.flush_pushed()
         with self.transaction():
             m = self.conn.execute(
                 "DELETE FROM messages WHERE status = 'read' AND read_at < ?", (read_before,)
             ).rowcount
+            m += self.conn.execute(
+                "DELETE FROM messages WHERE recipient_id IN "
+                "(SELECT id FROM peers WHERE state = 'gone' AND last_seen < ?)",
+                (read_before,),
+            ).rowcount
+            self.delete_gone_peers(read_before)
             e = self.conn.execute("DELETE FROM events WHERE ts < ?", (events_before,)).rowcount
         return m, e
 
