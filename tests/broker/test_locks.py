@@ -135,3 +135,23 @@ async def test_lock_check_reports_what_others_hold(settings: Settings) -> None:
         assert [c["path"] for c in got["conflicts"]] == ["/repo/src/a.ts"]
         mine = await a.call("lock.check", paths=["src/a.ts"])
         assert mine["conflicts"] == []
+
+
+async def test_a_waiter_that_disconnects_leaves_the_queue_at_once(settings: Settings) -> None:
+    async with in_process_broker(settings) as b:
+        a, c = await b.connect(), await b.connect()
+        await a.register("a")
+        await c.register("c")
+        await a.call("lock.acquire", path="/r/f")
+        await c.send_line(
+            '{"jsonrpc":"2.0","id":1,"method":"lock.acquire","params":{"path":"/r/f","wait":600}}'
+        )
+        with trio.fail_after(5):
+            while not b.broker.mesh.locks.waiters:  # noqa: ASYNC110 - no event to wait on
+                await trio.sleep(0.001)
+        await c.aclose()
+        with trio.fail_after(5):
+            while b.broker.mesh.locks.waiters:  # noqa: ASYNC110
+                await trio.sleep(0.001)
+        await a.call("lock.release", path="/r/f")
+        assert (await a.call("lock.list"))["locks"] == []  # nobody was granted it

@@ -12,8 +12,8 @@ Rules:
    (``message``, ``event``) never waits: if the queue is full the client has fallen
    ``max_outgoing_queue`` notifications behind and is disconnected, so a slow reader can
    never block the broker. Undelivered messages stay queued for the peer's next session.
-4. When the client closes its end, calls in flight still finish and their answers are
-   flushed before the connection closes.
+4. When the client closes its end, answers already made are flushed before the connection
+   closes; calls still waiting (a queued ``lock.acquire``) are given up: the caller left.
 """
 
 from __future__ import annotations
@@ -155,6 +155,11 @@ class Connection:
                 while True:
                     data = await self.stream.receive_some(RECEIVE_CHUNK)
                     if not data:
+                        # The client is gone (or closed its sending side). Calls that were
+                        # answered inline are already queued; the ones still waiting (a
+                        # queued lock.acquire, an event replay) end here: a waiter must not
+                        # be granted a lock its caller will never see.
+                        calls.cancel_scope.cancel()
                         break
                     for line in self.buffer.feed(data):
                         await self._on_line(line, calls)
