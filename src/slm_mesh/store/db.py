@@ -66,6 +66,11 @@ class Store:
             else:
                 db = sqlite_utils.Database(path, execute_plugins=False)
                 db.enable_wal()
+            # Autocommit mode, so that a write outside Store.transaction() commits at once.
+            # Python's default would open an implicit transaction there that nothing
+            # commits, and every later transaction would run inside it as a savepoint:
+            # nothing written from then on would reach the disk.
+            db.conn.isolation_level = None
             db.conn.execute("PRAGMA synchronous=NORMAL")
             # Checkpoints are run from another connection by the broker
             # (checkpoint_passive) so a commit never waits for one; this is the backstop.
