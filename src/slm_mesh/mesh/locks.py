@@ -54,14 +54,15 @@ class Locks:
         """Load the stored locks after a (re)start; end those whose time ran out."""
         for row in self.store.all_locks():
             self.held[(row["path"], row["peer_id"])] = row
-        for key, row in list(self.held.items()):
-            peer = self.store.get_peer(row["peer_id"])
-            if peer is None or peer["state"] == "gone":
-                self._end(key, "lock_released", "session_gone", now)
-            elif row["expires_at"] <= now:
-                self._end(key, "lock_expired", "ttl", now)
-            else:
-                self.ctx.effects.append(ArmTimer("lock", key, row["expires_at"]))
+        with self.store.transaction():
+            for key, row in list(self.held.items()):
+                peer = self.store.get_peer(row["peer_id"])
+                if peer is None or peer["state"] == "gone":
+                    self._end(key, "lock_released", "session_gone", now)
+                elif row["expires_at"] <= now:
+                    self._end(key, "lock_expired", "ttl", now)
+                else:
+                    self.ctx.effects.append(ArmTimer("lock", key, row["expires_at"]))
 
     # -- views -------------------------------------------------------------------------
 
