@@ -4,7 +4,8 @@ Rules:
 1. A line is the bytes up to (not including) ``\\n``; an optional ``\\r`` before it is dropped.
 2. A line longer than ``max_line_bytes`` is never buffered whole: as soon as the buffer
    passes the cap without a newline, :class:`LineTooLong` is produced once and every byte up
-   to the next ``\\n`` is discarded. The stream then carries on with the next line.
+   to the next ``\\n`` is discarded. The stream then carries on with the next line. Where
+   the chunks of a stream are cut never changes which lines pass.
 3. Empty lines (keep-alives, stray newlines from ``socat``) are skipped.
 """
 
@@ -44,7 +45,7 @@ class LineBuffer:
                 if self._discarding:
                     self._buf.clear()
                     self._scanned = 0
-                elif len(self._buf) > self.max_line_bytes:
+                elif self._past_cap():
                     self._buf.clear()
                     self._scanned = 0
                     self._discarding = True
@@ -65,3 +66,9 @@ class LineBuffer:
                 continue
             if line.strip():
                 yield line
+
+    def _past_cap(self) -> bool:
+        """The unfinished line can no longer fit. A line of exactly the cap may still be
+        followed by ``\\r\\n``, and the ``\\n`` may come in a later chunk (rule 1)."""
+        n, cap = len(self._buf), self.max_line_bytes
+        return n > cap + 1 or (n == cap + 1 and not self._buf.endswith(b"\r"))
