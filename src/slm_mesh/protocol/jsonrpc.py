@@ -1,7 +1,8 @@
 """JSON-RPC 2.0 over NDJSON: parse one line into calls, encode answers into one line.
 
 Rules (JSON-RPC 2.0 specification, applied strictly):
-1. A line that is not valid UTF-8 JSON is a parse error (-32700, id null).
+1. A line that is not valid UTF-8 JSON is a parse error (-32700, id null), and so is a
+   number no double can hold (``1e400``): it would otherwise come back as ``Infinity``.
 2. A value nested deeper than ``max_depth`` is an invalid request (-32600), whether it parsed
    or blew the parser's recursion limit.
 3. An array is a batch. An empty batch is one invalid request (a single error, not an
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +84,7 @@ def parse_line(line: bytes, *, max_depth: int = 64) -> Parsed:
     except UnicodeDecodeError as exc:
         return Invalid(ParseError(f"parse error: invalid UTF-8 at byte {exc.start}"))
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         return Invalid(InvalidRequest(f"invalid request: nested deeper than {max_depth} levels"))
     except ValueError as exc:
@@ -99,6 +101,14 @@ def parse_line(line: bytes, *, max_depth: int = 64) -> Parsed:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # float("1e400") is inf, which would go back out as the non-JSON token Infinity.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
 
 
 def _valid_id(value: Any) -> bool:
