@@ -15,6 +15,11 @@ from slm_mesh.protocol.errors import InvalidParams, TooLarge
 
 _MISSING: Any = object()
 
+# Integers of the contract are 64-bit: ids, versions, cursors and pids are stored in SQLite
+# INTEGER columns, which refuse anything wider (OverflowError, an internal error).
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
 # JSON Schema for each kind, used by rpc.discover.
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
@@ -78,6 +83,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _check_int64(name: str, value: int) -> None:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidParams(name, f"must be a 64-bit integer ({INT64_MIN} to {INT64_MAX})")
+
+
 def _check_string(name: str, value: str, max_chars: int | None) -> None:
     try:
         value.encode("utf-8")
@@ -110,6 +120,8 @@ def _validate_one(p: Param, value: Any) -> Any:
             if not p.cap:
                 raise InvalidParams(p.name, f"must be at most {p.maximum:g}")
             value = type(value)(p.maximum)
+        if kind == "integer":
+            _check_int64(p.name, value)
         return value
     if kind == "boolean":
         if not isinstance(value, bool):
@@ -131,6 +143,8 @@ def _validate_one(p: Param, value: Any) -> Any:
                 _check_string(f"{p.name}[{i}]", item, p.max_chars)
             elif not _is_int(item):
                 raise InvalidParams(f"{p.name}[{i}]", "must be an integer")
+            else:
+                _check_int64(f"{p.name}[{i}]", item)
         return value
     return value  # "any"
 
