@@ -1,0 +1,312 @@
+"""Peers and their sessions: register, names, away and grace, resume, restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from slm_mesh.mesh import ArmTimer, Detach, DisarmTimer
+from slm_mesh.protocol import errors
+from slm_mesh.store import Store
+from tests.mesh.harness import GRACE_S, T0, Bench
+
+
+def test_register_gives_a_peer_id_its_name_and_a_resume_token(bench: Bench) -> None:
+    out = bench.call(1, "peer.register", name="backend", agent="claude-code", cwd="/r")
+    assert out["name"] == "backend"
+    assert out["peer_id"]
+    assert out["resume_token"]
+    assert out["resumed"] is False
+    [joined] = bench.events("peer_joined")
+    assert joined["data"]["peer_id"] == out["peer_id"]
+    assert joined["data"]["resumed"] is False
+    me = bench.call(1, "peer.whoami")
+    assert me["peer_id"] == out["peer_id"]
+    assert me["agent"] == "claude-code"
+    assert me["connected"] is True
+    assert me["status"] == "active"
+
+
+def test_each_peer_gets_its_own_id_and_resume_token(bench: Bench) -> None:
+    a, b = bench.register("a"), bench.register("b")
+    assert a.peer_id != b.peer_id
+    assert a.token != b.token
+
+
+def test_a_name_defaults_to_the_agent_and_then_to_peer(bench: Bench) -> None:
+    assert bench.register(agent="cursor").name == "cursor"
+    assert bench.register().name == "peer"
+
+
+def test_a_taken_name_gets_a_numeric_suffix(bench: Bench) -> None:
+    names = [bench.register("backend").name for _ in range(3)]
+    assert names == ["backend", "backend-2", "backend-3"]
+
+
+def test_an_away_peer_keeps_its_name_reserved(bench: Bench) -> None:
+    first = bench.register("backend")
+    bench.disconnect(first.conn)
+    assert bench.register("backend").name == "backend-2"
+
+
+def test_a_gone_peers_name_is_free_again(bench: Bench) -> None:
+    first = bench.register("backend")
+    bench.call(first.conn, "peer.unregister")
+    assert bench.register("backend").name == "backend"
+
+
+def test_registering_twice_on_one_connection_is_an_invalid_request(bench: Bench) -> None:
+    peer = bench.register("a")
+    with pytest.raises(errors.InvalidRequest) as exc:
+        bench.call(peer.conn, "peer.register", cwd="/r")
+    assert exc.value.code == errors.INVALID_REQUEST
+
+
+def test_a_summary_over_the_limit_is_too_large(bench: Bench) -> None:
+    limit = bench.mesh.ctx.limits.max_summary_chars
+    with pytest.raises(errors.TooLarge) as exc:
+        bench.call(1, "peer.register", cwd="/r", summary="x" * (limit + 1))
+    assert exc.value.code == errors.TOO_LARGE
+    assert exc.value.data["limit"] == limit
+    assert bench.mesh.peer_of(1) is None
+
+
+SESSION_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("peer.update", {"summary": "x"}),
+    ("peer.whoami", {}),
+    ("peer.unregister", {}),
+    ("message.inbox", {}),
+    ("message.ack", {"ids": [1]}),
+    ("lock.acquire", {"path": "/r/a"}),
+    ("lock.release", {"path": "/r/a"}),
+    ("lock.renew", {"path": "/r/a", "ttl": 5}),
+]
+
+
+@pytest.mark.parametrize(("method", "params"), SESSION_CALLS)
+def test_calls_that_need_a_session_are_refused_on_an_anonymous_connection(
+    bench: Bench, method: str, params: dict[str, Any]
+) -> None:
+    with pytest.raises(errors.NotRegistered) as exc:
+        bench.call(7, method, **params)
+    assert exc.value.code == errors.NOT_REGISTERED
+
+
+def test_update_changes_summary_and_status_and_emits_peer_updated(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.take()
+    out = bench.call(peer.conn, "peer.update", summary="fixing auth", status="busy")
+    assert out["summary"] == "fixing auth"
+    assert out["status"] == "busy"
+    [event] = bench.events("peer_updated")
+    assert event["data"] == {
+        "peer_id": peer.peer_id,
+        "name": "a",
+        "summary": "fixing auth",
+        "status": "busy",
+    }
+
+
+def test_update_with_nothing_to_change_is_invalid_params(bench: Bench) -> None:
+    peer = bench.register("a")
+    with pytest.raises(errors.InvalidParams) as exc:
+        bench.call(peer.conn, "peer.update")
+    assert exc.value.code == errors.INVALID_PARAMS
+
+
+def test_peer_list_leaves_out_the_caller_unless_asked(bench: Bench) -> None:
+    a, b = bench.register("a"), bench.register("b")
+    others = bench.call(a.conn, "peer.list")["peers"]
+    assert [p["peer_id"] for p in others] == [b.peer_id]
+    everyone = bench.call(a.conn, "peer.list", include_self=True)["peers"]
+    assert {p["peer_id"] for p in everyone} == {a.peer_id, b.peer_id}
+
+
+def test_peer_list_scopes_by_directory_and_by_repo(bench: Bench) -> None:
+    me = bench.register("me", cwd="/r/web", git_root="/r")
+    same_dir = bench.register("same-dir", cwd="/r/web", git_root="/r")
+    same_repo = bench.register("same-repo", cwd="/r/api", git_root="/r")
+    bench.register("elsewhere", cwd="/q", git_root="/q")
+
+    def names(**params: Any) -> set[str]:
+        return {p["name"] for p in bench.call(me.conn, "peer.list", **params)["peers"]}
+
+    assert names(scope="directory") == {same_dir.name}
+    assert names(scope="repo") == {same_dir.name, same_repo.name}
+    assert names(scope="directory", cwd="/q") == {"elsewhere"}
+    assert len(names(scope="machine")) == 3
+
+
+def test_peer_list_by_directory_from_an_anonymous_connection_needs_a_cwd(bench: Bench) -> None:
+    with pytest.raises(errors.InvalidParams) as exc:
+        bench.call(9, "peer.list", scope="directory")
+    assert exc.value.data == {"field": "cwd"}
+
+
+# -- away, grace and resume ---------------------------------------------------------------
+
+
+def test_a_dropped_connection_makes_its_peer_away_for_the_grace(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.take()
+    bench.disconnect(peer.conn)
+    assert bench.peer_state(peer.peer_id) == "away"
+    assert ArmTimer("grace", peer.peer_id, T0 + GRACE_S) in bench.log
+    [listed] = bench.call(0, "peer.list")["peers"]
+    assert listed["status"] == "away"
+    assert listed["connected"] is False
+    assert bench.call(0, "peer.list", include_away=False)["peers"] == []
+
+
+def test_a_connection_without_a_peer_can_close_without_effect(bench: Bench) -> None:
+    bench.disconnect(42)
+    assert bench.take() == []
+
+
+def test_resuming_within_the_grace_gives_back_the_peer_its_inbox_and_its_locks(
+    bench: Bench,
+) -> None:
+    peer = bench.register("backend")
+    bench.call(peer.conn, "lock.acquire", path="/r/a")
+    bench.disconnect(peer.conn)
+    sender = bench.register("sender")
+    sent = bench.call(sender.conn, "message.send", to="backend", body="while you were out")
+    bench.advance(GRACE_S - 1)
+    bench.take()
+
+    back = bench.resume(peer)
+
+    assert back.peer_id == peer.peer_id
+    assert back.name == "backend"
+    assert bench.peer_state(peer.peer_id) == "live"
+    assert DisarmTimer("grace", peer.peer_id) in bench.log
+    assert [m["id"] for m in bench.delivered(back.conn)] == sent["ids"]
+    assert bench.lock_paths() == [("/r/a", "backend", "exclusive")]
+    [joined] = bench.events("peer_joined")
+    assert joined["data"]["resumed"] is True
+    inbox = bench.call(back.conn, "message.inbox")
+    assert [m["body"] for m in inbox["messages"]] == ["while you were out"]
+
+
+def test_the_grace_timer_of_a_resumed_peer_does_nothing(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.disconnect(peer.conn)
+    back = bench.resume(peer)
+    bench.take()
+    bench.fire("grace", peer.peer_id)
+    assert bench.peer_state(back.peer_id) == "live"
+    assert bench.events("peer_left") == []
+
+
+def test_after_the_grace_a_peer_is_gone_its_locks_released_and_peer_left_emitted(
+    bench: Bench,
+) -> None:
+    peer = bench.register("a")
+    bench.call(peer.conn, "lock.acquire", path="/r/a")
+    bench.disconnect(peer.conn)
+    bench.take()
+
+    bench.advance(GRACE_S)
+
+    assert bench.peer_state(peer.peer_id) == "gone"
+    assert bench.lock_paths() == []
+    [released] = bench.events("lock_released")
+    assert released["data"]["reason"] == "session_gone"
+    [left] = bench.events("peer_left")
+    assert left["data"] == {"peer_id": peer.peer_id, "name": "a", "reason": "grace_expired"}
+    assert bench.call(0, "peer.list")["peers"] == []
+
+
+def test_a_gone_peers_token_registers_a_new_peer(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.disconnect(peer.conn)
+    bench.advance(GRACE_S)
+    again = bench.resume(peer, name="a")
+    assert again.peer_id != peer.peer_id
+    assert again.token != peer.token
+    assert again.name == "a"
+
+
+def test_a_gone_peer_can_not_be_resumed_even_on_a_fresh_connection(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.call(peer.conn, "peer.unregister")
+    out = bench.call(bench.new_conn(), "peer.register", cwd="/r", resume=peer.token)
+    assert out["resumed"] is False
+    assert out["peer_id"] != peer.peer_id
+
+
+def test_an_unknown_resume_token_registers_a_new_peer(bench: Bench) -> None:
+    out = bench.call(1, "peer.register", cwd="/r", resume="no-such-token")
+    assert out["resumed"] is False
+
+
+def test_resuming_while_the_old_connection_is_still_bound_detaches_it(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.take()
+    back = bench.resume(peer)
+    assert back.peer_id == peer.peer_id
+    assert bench.detached() == [peer.conn]
+    assert Detach(peer.conn) in bench.log
+    assert bench.mesh.peer_of(peer.conn) is None
+    assert bench.mesh.peer_of(back.conn) == peer.peer_id
+    with pytest.raises(errors.NotRegistered):
+        bench.call(peer.conn, "peer.whoami")
+    # The old connection closing later must not take the resumed peer away.
+    bench.disconnect(peer.conn)
+    assert bench.peer_state(peer.peer_id) == "live"
+
+
+def test_unregister_ends_the_session_at_once(bench: Bench) -> None:
+    peer = bench.register("a")
+    bench.call(peer.conn, "lock.acquire", path="/r/a")
+    bench.take()
+    assert bench.call(peer.conn, "peer.unregister") == {}
+    assert bench.peer_state(peer.peer_id) == "gone"
+    assert bench.lock_paths() == []
+    [left] = bench.events("peer_left")
+    assert left["data"]["reason"] == "unregistered"
+    with pytest.raises(errors.NotRegistered):
+        bench.call(peer.conn, "peer.whoami")
+    # The connection may register again, as a new peer.
+    assert bench.call(peer.conn, "peer.register", cwd="/r")["peer_id"] != peer.peer_id
+
+
+# -- restart -----------------------------------------------------------------------------
+
+
+def test_a_restart_keeps_peers_away_for_one_grace_and_ends_locks_whose_time_is_up() -> None:
+    store = Store.open(None)
+    before = Bench(store)
+    alive = before.register("alive")
+    before.call(alive.conn, "lock.acquire", path="/r/long", ttl=3600)
+    before.call(alive.conn, "lock.acquire", path="/r/short", ttl=10)
+    away = before.register("away")
+    before.disconnect(away.conn)
+    gone = before.register("gone")
+    before.call(gone.conn, "lock.acquire", path="/r/gone")
+    before.call(gone.conn, "peer.unregister")
+
+    # The broker dies; a new one starts on the same store a minute later.
+    after = Bench(store, now=T0 + 60)
+    after.mesh.start(after.now)
+    after._collect()
+
+    assert after.peer_state(alive.peer_id) == "away"
+    assert after.peer_state(away.peer_id) == "away"
+    assert after.peer_state(gone.peer_id) == "gone"
+    assert after.timers[("grace", alive.peer_id)] == T0 + 60 + GRACE_S
+    assert after.timers[("grace", away.peer_id)] == T0 + 60 + GRACE_S
+    assert after.timers[("lock", ("/r/long", alive.peer_id))] == T0 + 3600
+    [expired] = after.events("lock_expired")
+    assert expired["data"]["path"] == "/r/short"
+    assert after.lock_paths() == [("/r/long", "alive", "exclusive")]
+
+    back = after.resume(alive)
+    assert back.peer_id == alive.peer_id
+    assert after.lock_paths() == [("/r/long", "alive", "exclusive")]
+
+    after.advance(GRACE_S)
+    assert after.peer_state(away.peer_id) == "gone"
+    assert after.peer_state(alive.peer_id) == "live"
+    store.close()
