@@ -310,3 +310,8 @@ def test_a_restart_keeps_peers_away_for_one_grace_and_ends_locks_whose_time_is_u
     assert after.peer_state(away.peer_id) == "gone"
     assert after.peer_state(alive.peer_id) == "live"
     store.close()
+
+
+def test_the_reserved_names_all_and_cli_get_a_suffix(bench: Bench) -> None:
+    assert bench.register("all").name == "all-2"
+    assert bench.register("cli").name == "cli-2"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slm_mesh.mesh.context import (
+    CLI_NAME,
     ArmTimer,
     ConnId,
     Context,
@@ -31,6 +32,7 @@ from slm_mesh.mesh.messages import message_view
 from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
 from slm_mesh.store import Row
 
+RESERVED_NAMES = frozenset({"all", CLI_NAME})
 _REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch")
 
 
@@ -78,7 +80,8 @@ class Sessions:
         raise PeerNotFound(f"no peer named or numbered {who!r}{hint}", {"peer": who})
 
     def _unique_name(self, wanted: str) -> str:
-        taken = {row["name"] for row in self.store.peers_in(("live", "away"))}
+        # "all" is the broadcast address and "cli" the shell user: never a peer's name.
+        taken = {row["name"] for row in self.store.peers_in(("live", "away"))} | RESERVED_NAMES
         if wanted not in taken:
             return wanted
         n = 2
