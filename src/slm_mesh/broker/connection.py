@@ -132,8 +132,11 @@ class Connection:
                     nursery.start_soon(self._writer)
                     async with self._send:
                         await self._reader()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client went away mid-write
+            except* (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The client went away: reset the connection, or closed it while we wrote.
+                # Nurseries wrap errors in groups, so a plain ``except`` never matched and
+                # every such departure was logged as a failed connection.
+                pass
 
     async def refuse(self, error: Exception) -> None:
         """Answer with one error (id null) and close: wrong uid, bad token, over quota."""
