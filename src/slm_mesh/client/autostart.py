@@ -50,15 +50,18 @@ class BrokerStartFailed(BrokerUnreachable):
     last lines of its log."""
 
 
-def broker_command(idle_exit_s: float) -> list[str]:
-    """The argv of an auto-started broker."""
-    return [sys.executable, "-m", "slm_mesh", "broker", "--idle-exit", str(idle_exit_s)]
+def broker_command(idle_exit_s: float | None) -> list[str]:
+    """The argv of an auto-started broker (``idle_exit_s`` None: it runs until stopped)."""
+    argv = [sys.executable, "-m", "slm_mesh", "broker"]
+    return argv if idle_exit_s is None else [*argv, "--idle-exit", str(idle_exit_s)]
 
 
 def ensure_broker_sync(
     settings: Settings,
     idle_exit_s: float | None = None,
     timeout_s: float = START_TIMEOUT_S,
+    *,
+    persistent: bool = False,
 ) -> None:
     """Return once a broker answers ``mesh.ping``, starting one if none does.
 
@@ -67,6 +70,8 @@ def ensure_broker_sync(
         idle_exit_s: the started broker exits after this many seconds without sessions;
             ``settings.idle_exit_s`` (``SLM_MESH_IDLE_EXIT_S``, default 60) when None.
         timeout_s: the longest wait, for another starter's lock and for the answer.
+        persistent: start a broker without an idle exit (``slm-mesh start``): it runs
+            until it is stopped, and ``idle_exit_s`` is ignored.
 
     Raises:
         BrokerStartFailed: the started broker exited with an error.
@@ -83,7 +88,7 @@ def ensure_broker_sync(
             time.sleep(POLL_S)
         if _answers_sync(settings, _probe_timeout(deadline - time.monotonic())):
             return
-        proc = _spawn(settings, idle_exit_s)
+        proc = _spawn(settings, idle_exit_s, persistent=persistent)
         try:
             while not _answers_sync(settings, _probe_timeout(deadline - time.monotonic())):
                 _check_exit(proc, settings)
@@ -179,8 +184,13 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _spawn(settings: Settings, idle_exit_s: float | None) -> subprocess.Popen[bytes]:
-    argv = broker_command(settings.idle_exit_s if idle_exit_s is None else idle_exit_s)
+def _spawn(
+    settings: Settings, idle_exit_s: float | None, *, persistent: bool = False
+) -> subprocess.Popen[bytes]:
+    if persistent:
+        argv = broker_command(None)
+    else:
+        argv = broker_command(settings.idle_exit_s if idle_exit_s is None else idle_exit_s)
     # The caller's settings may not come from its environment (tests, --data-dir): pass
     # them on so the broker listens where this process will look for it.
     env = {
