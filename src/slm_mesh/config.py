@@ -44,6 +44,9 @@ CLIENT_MAX_LINE_BYTES = 64 * MiB
 # Connection limits
 MAX_CONNECTIONS_PER_UID = 512
 MAX_OUTGOING_QUEUE = 1_000
+# Encoded bytes waiting to be written to one connection. Answers may fill half of it (then
+# the broker stops reading that client); a push that finds no room disconnects the client.
+MAX_OUTGOING_BYTES = 16 * MiB
 MAX_INFLIGHT_CALLS = 64
 RATE_LIMIT_PER_S = 1_000.0
 RATE_LIMIT_BURST = 2_000.0
@@ -108,6 +111,7 @@ class Limits:
     max_value_bytes: int = MAX_VALUE_BYTES
     max_connections_per_uid: int = MAX_CONNECTIONS_PER_UID
     max_outgoing_queue: int = MAX_OUTGOING_QUEUE
+    max_outgoing_bytes: int = MAX_OUTGOING_BYTES
     max_inflight_calls: int = MAX_INFLIGHT_CALLS
     rate_limit_per_s: float = RATE_LIMIT_PER_S
     rate_limit_burst: float = RATE_LIMIT_BURST

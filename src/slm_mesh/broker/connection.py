@@ -8,17 +8,19 @@ Rules:
    connection's other calls; answers go out as they finish, matched by ``id``. At most
    ``max_inflight_calls`` run at once: past that the reader stops reading (backpressure,
    never an unbounded pile of tasks).
-3. Answers and pushes share one bounded outgoing queue. An answer waits for room; a push
-   (``message``, ``event``) never waits: if the queue is full the client has fallen
-   ``max_outgoing_queue`` notifications behind and is disconnected, so a slow reader can
-   never block the broker. Undelivered messages stay queued for the peer's next session.
+3. Answers and pushes share one outgoing queue, bounded in items (``max_outgoing_queue``)
+   and in encoded bytes (``max_outgoing_bytes``). An answer waits for room, and answers may
+   fill only half the bytes (one answer is always let into an empty queue), so a client that
+   pipelines calls with large answers and never reads them stops being read instead of
+   growing the broker. A push (``message``, ``event``) never waits: if it finds no room the
+   client has fallen too far behind and is disconnected, so a slow reader can never block
+   the broker. Undelivered messages stay queued for the peer's next session.
 4. When the client closes its end, answers already made are flushed before the connection
    closes; calls still waiting (a queued ``lock.acquire``) are given up: the caller left.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -69,6 +71,9 @@ class Connection:
         )
         self.inflight = trio.Semaphore(limits.max_inflight_calls)
         self._send, self._receive = trio.open_memory_channel[Outgoing](limits.max_outgoing_queue)
+        self.max_outgoing_bytes = limits.max_outgoing_bytes
+        self.queued_bytes = 0  # encoded, queued or being written
+        self._room = trio.lowlevel.ParkingLot()  # answers waiting for queued_bytes to drop
         self.cancel_scope = trio.CancelScope()
         self.reading = trio.CancelScope()
         self.closed = False
@@ -78,8 +83,17 @@ class Connection:
 
     async def send(self, message: Any) -> None:
         """Queue an answer, waiting for room (backpressure on a client that doesn't read)."""
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await self._send.send(Outgoing(jsonrpc.encode(message)))
+        item = Outgoing(jsonrpc.encode(message))
+        size = len(item.data)
+        while self.queued_bytes and self.queued_bytes + size > self.max_outgoing_bytes // 2:
+            await self._room.park()
+        self.queued_bytes += size
+        try:
+            await self._send.send(item)
+        except BaseException as exc:
+            self.queued_bytes -= size  # it never got into the queue
+            if not isinstance(exc, trio.ClosedResourceError | trio.BrokenResourceError):
+                raise  # (closed: the connection is ending and the answer has nowhere to go)
 
     def push(self, method: str, params: Any, message_id: int | None = None) -> None:
         """Queue a notification without waiting; a client this far behind is dropped."""
@@ -89,16 +103,21 @@ class Connection:
         if message_id is not None:
             item.pushed_ids.append(message_id)
         try:
+            if self.queued_bytes + len(item.data) > self.max_outgoing_bytes:
+                raise trio.WouldBlock
             self._send.send_nowait(item)
         except trio.WouldBlock:
             log.warning(
-                "connection %d fell %d notifications behind: disconnecting",
+                "connection %d fell behind (%d notifications, %d bytes queued): disconnecting",
                 self.id,
-                self.broker.settings.limits.max_outgoing_queue,
+                self._send.statistics().current_buffer_used,
+                self.queued_bytes,
             )
             self.abort()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
+        else:
+            self.queued_bytes += len(item.data)
 
     def abort(self) -> None:
         self.closed = True
@@ -118,7 +137,10 @@ class Connection:
                         items.append(self._receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                await self.stream.send_all(b"".join(i.data for i in items))
+                data = b"".join(i.data for i in items)
+                await self.stream.send_all(data)
+                self.queued_bytes -= len(data)
+                self._room.unpark_all()
                 pushed = [mid for i in items for mid in i.pushed_ids]
                 if pushed:
                     self.broker.messages_pushed(pushed)
