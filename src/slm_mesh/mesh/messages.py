@@ -42,7 +42,7 @@ def message_view(row: Row) -> dict[str, Any]:
     }
 
 
-def _within_budget(rows: list[Row], budget: int) -> list[Row]:
+def within_budget(rows: list[Row], budget: int) -> list[Row]:
     """The first rows whose bodies fit in ``budget`` bytes (always at least one), so an
     answer stays well under the line cap however large the messages; the rest wait for
     the next call (``unread_left`` says how many)."""
@@ -152,7 +152,7 @@ class Messages:
         else:
             sender_id = None if sender_filter == CLI_NAME else self._sender_id(sender_filter)
             rows = self.store.inbox(peer_id, sender_id=sender_id, filter_sender=True, **kwargs)
-        rows = _within_budget(rows, MAX_RESPONSE_BODY_BYTES)
+        rows = within_budget(rows, MAX_RESPONSE_BODY_BYTES)
         if params["mark_read"]:
             unread = [r["id"] for r in rows if r["status"] != "read"]
             if unread:

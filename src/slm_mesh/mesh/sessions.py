@@ -4,8 +4,9 @@ Rules:
 1. A connection becomes a peer with ``register``. The peer is ``live`` while a connection
    carries it; liveness is the connection, never a heartbeat or a pid guess.
 2. When that connection drops, the peer is ``away`` for ``grace_s``; ``register`` with its
-   ``resume_token`` within the grace gives back the same id, inbox and locks. After the grace
-   it is ``gone``: its locks are released and ``peer_left`` is emitted.
+   ``resume_token`` within the grace gives back the same id, inbox and locks, and pushes the
+   oldest messages not pushed yet (as many as the connection's queue safely takes). After
+   the grace it is ``gone``: its locks are released and ``peer_left`` is emitted.
 3. Names are unique among live and away peers (an away peer keeps its name reserved); a
    taken name gets a numeric suffix (``backend-2``).
 4. On a broker restart every peer that was live is set away with a fresh grace, so MCP
@@ -28,7 +29,7 @@ from slm_mesh.mesh.context import (
     DisarmTimer,
     peer_view,
 )
-from slm_mesh.mesh.messages import message_view
+from slm_mesh.mesh.messages import message_view, within_budget
 from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
 from slm_mesh.store import Row
 
@@ -154,7 +155,7 @@ class Sessions:
             self.ctx.emit("peer_joined", self._event_data(row, resumed=True), now)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
-        for msg in self.store.queued_for(peer_id):
+        for msg in self._resume_page(peer_id):
             self.ctx.effects.append(Deliver(conn_id, message_view(msg)))
         return {
             "peer_id": peer_id,
@@ -162,6 +163,16 @@ class Sessions:
             "resume_token": row["resume_token"],
             "resumed": True,
         }
+
+    def _resume_page(self, peer_id: str) -> list[Row]:
+        """The queued messages to push to a resumed peer: the oldest, as many as its
+        connection's outgoing queue takes with room to spare (in items and in bytes, a body
+        character taking at most 6 bytes escaped). Pushing more at once would overflow the
+        queue and drop the peer again, on every resume. The rest wait in the inbox
+        (``unread_left`` counts them)."""
+        limits = self.ctx.limits
+        rows = self.store.queued_for(peer_id, limit=max(1, limits.max_outgoing_queue // 2))
+        return within_budget(rows, limits.max_outgoing_bytes // 8)
 
     def update(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
         self._check_summary(params.get("summary"))

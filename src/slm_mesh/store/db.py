@@ -258,12 +258,13 @@ class Store:
             total += cur.rowcount
         return total
 
-    def queued_for(self, recipient_id: str) -> list[Row]:
+    def queued_for(self, recipient_id: str, limit: int = -1) -> list[Row]:
+        """The oldest messages not yet pushed to ``recipient_id`` (at most ``limit``; -1: all)."""
         self.flush_pushed()
         return self.conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_id = ? AND status = 'queued' "
-            "ORDER BY id",
-            (recipient_id,),
+            "ORDER BY id LIMIT ?",
+            (recipient_id, limit),
         ).fetchall()
 
     # -- state -------------------------------------------------------------------------
