@@ -3,7 +3,8 @@
 Rules:
 1. Every line received counts against the connection's rate limit (each element of a batch
    too, and lines that fail to parse). Over the limit a call gets -32006 with
-   ``data.retry_after``.
+   ``data.retry_after``: the seconds until a call is accepted again, rounded up to the
+   millisecond.
 2. Calls run as tasks of their own, so a ``lock.acquire`` that waits does not hold up the
    connection's other calls; answers go out as they finish, matched by ``id``. At most
    ``max_inflight_calls`` run at once: past that the reader stops reading (backpressure,
@@ -22,6 +23,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -221,7 +223,9 @@ class Connection:
         notification), or a :class:`Pending` for the few calls that wait."""
         retry = self._rate_limited()
         if retry:
-            error: Exception = RateLimited(_retry_msg(retry), {"retry_after": round(retry, 3)})
+            # Rounded up to the millisecond: never 0, never sooner than a token is back.
+            retry = math.ceil(retry * 1000) / 1000
+            error: Exception = RateLimited(_retry_msg(retry), {"retry_after": retry})
             if isinstance(item, Call) and item.notification:
                 return None
             return jsonrpc.error_response(item.id, error)
