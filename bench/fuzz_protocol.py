@@ -38,6 +38,7 @@ CAP = 128
 ENVELOPE_CODES = (errors.PARSE_ERROR, errors.INVALID_REQUEST)
 counts = {"inputs": 0, "lines": 0, "too_long": 0, "calls": 0, "validated": 0, "refused": 0}
 started = time.monotonic()
+deadline: float | None = None  # -max_total_time, kept by us: libFuzzer's skips atexit
 
 SEEDS = [
     b'{"jsonrpc":"2.0","id":1,"method":"mesh.ping"}\n',
@@ -81,6 +82,9 @@ def _validate(call: Call) -> None:
 
 def test_one_input(data: bytes) -> None:
     counts["inputs"] += 1
+    if deadline is not None and time.monotonic() > deadline:
+        _report()
+        os._exit(0)
     if not data:
         return
     step = data[0] % 64 + 1
@@ -126,7 +130,11 @@ def _dictionary() -> list[str]:
 
 def main() -> None:
     """Seeds and a dictionary are added unless a corpus dir or -dict= is given."""
+    global deadline
     args = list(sys.argv)
+    for arg in [a for a in args if a.startswith("-max_total_time=")]:
+        args.remove(arg)
+        deadline = started + float(arg.split("=", 1)[1])
     work = tempfile.mkdtemp(prefix="slm-fuzz-")
     if not any(a.startswith("-dict=") for a in args[1:]):
         path = os.path.join(work, "json.dict")
