@@ -1,0 +1,308 @@
+"""The broker's life from the shell: bare ``slm-mesh``, ``start``, ``stop``, ``status``,
+``clean`` and ``version``.
+
+Rules:
+1. Only bare ``slm-mesh`` and ``start`` start a broker (through ``client.autostart``, so
+   many at once still start one). Bare ``slm-mesh`` starts it the way an agent's MCP server
+   would (idle exit after the last session); ``start`` starts one that runs until ``stop``.
+2. ``stop`` asks the broker to stop (``mesh.shutdown``) and waits until its instance lock
+   is free, i.e. the process has let go of the data dir. It never signals a process.
+3. ``clean`` removes only what a dead broker left: it takes the instance lock itself (so
+   no broker holds it, and none can start while it works), removes a socket file only when
+   connecting to it is refused, and kills nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from slm_mesh.cli import render, shell_sessions
+from slm_mesh.cli.connect import connect, load_settings, permission_problem
+from slm_mesh.cli.outcome import FAILED, OK, CliError, unreachable
+from slm_mesh.cli.render import BOLD, GREEN, Output
+from slm_mesh.client.address import BrokerUnreachable
+from slm_mesh.client.blocking import BlockingClient
+from slm_mesh.client.wire import ConnectionLost
+from slm_mesh.config import PROTOCOL_VERSION, VERSION, Settings
+
+STOP_TIMEOUT_S = 10.0
+STOP_POLL_S = 0.02
+
+
+# -- version -------------------------------------------------------------------------
+
+
+def version(out: Output) -> int:
+    """Print the CLI's version and wire protocol version (no broker needed)."""
+    if out.as_json:
+        out.json({"version": VERSION, "protocol": PROTOCOL_VERSION})
+    else:
+        out.line(f"slm-mesh {VERSION} (wire protocol {PROTOCOL_VERSION})")
+    return OK
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def status(out: Output) -> int:
+    """Print the running broker's status; exit 3 when none answers."""
+    settings = load_settings()
+    with connect(settings) as client:
+        show_status(out, client, started=None)
+    return OK
+
+
+def bare(out: Output) -> int:
+    """Make sure a broker runs (starting one like an agent would), then print status."""
+    settings = load_settings()
+    started = _ensure(settings, persistent=False)
+    with connect(settings) as client:
+        show_status(out, client, started=started)
+    return OK
+
+
+def start(out: Output, idle_exit: float | None) -> int:
+    """Start a detached broker unless one answers; print what runs."""
+    settings = load_settings()
+    if idle_exit is not None and idle_exit <= 0:
+        raise CliError("--idle-exit must be more than 0 seconds", 2)
+    started = _ensure(settings, persistent=idle_exit is None, idle_exit_s=idle_exit)
+    with connect(settings) as client:
+        info = client.call("mesh.status")
+        address = str(client.address)
+    if out.as_json:
+        out.json(
+            {
+                "started": started,
+                "pid": info["pid"],
+                "address": address,
+                "idle_exit_s": info["idle_exit_s"],
+            }
+        )
+        return OK
+    verb = "started" if started else "already running:"
+    out.line(f"{verb} broker pid {info['pid']} on {address}")
+    if not started:
+        return OK
+    if info["idle_exit_s"] is None:
+        out.line("it runs until `slm-mesh stop`; its log is " + str(settings.log_path))
+    else:
+        out.line(f"it exits {render.span(info['idle_exit_s'])} after its last connection closes")
+    return OK
+
+
+def _ensure(settings: Settings, *, persistent: bool, idle_exit_s: float | None = None) -> bool:
+    """Start a broker unless one answers; True if this call started it."""
+    from slm_mesh.client.autostart import ensure_broker_sync
+
+    try:
+        with BlockingClient.connect(settings, timeout=2.0, client_name="slm-mesh-cli probe"):
+            return False
+    except (BrokerUnreachable, ConnectionLost, OSError):
+        pass
+    problem = permission_problem(settings)
+    if problem:
+        raise unreachable(problem)
+    try:
+        ensure_broker_sync(settings, idle_exit_s=idle_exit_s, persistent=persistent)
+    except PermissionError as exc:
+        raise unreachable(permission_problem(settings) or f"can't start a broker: {exc}") from None
+    return True
+
+
+def show_status(out: Output, client: BlockingClient, *, started: bool | None) -> None:
+    info: dict[str, Any] = client.call("mesh.status")
+    address = str(client.address)
+    if out.as_json:
+        doc: dict[str, Any] = {"address": address}
+        if started is not None:
+            doc["started"] = started
+        doc.update(info)
+        out.json(doc)
+        return
+    counts = info["counts"]
+    head = f"{out.paint('running', GREEN, BOLD)}, pid {info['pid']}, version {info['version']}"
+    head += f", up {render.span(info['uptime_s'])}"
+    if started:
+        head += " (just started)"
+    out.line(f"slm-mesh broker {head}")
+    idle = info.get("idle_exit_s")
+    idle_text = (
+        "off: runs until `slm-mesh stop`"
+        if idle is None
+        else f"{render.span(idle)} after the last connection closes"
+    )
+    listeners = ", ".join(_listener(item) for item in info["listeners"]) or "-"
+    out.fields(
+        [
+            ("address", address),
+            ("listening", listeners),
+            (
+                "data dir",
+                f"{render.home_relative(info['data_dir'])} (db {render.size(info['db_bytes'])})",
+            ),
+            ("peers", f"{counts['peers']} connected, {counts['away']} away"),
+            ("messages", f"{counts['messages']} stored, {counts['unread']} unread"),
+            ("locks", str(counts["locks"])),
+            ("events", f"{counts['events']} (last #{counts['last_seq']})"),
+            (
+                "clients",
+                f"{counts['connections']} connections, {counts['subscribers']} following events",
+            ),
+            ("idle exit", idle_text),
+        ]
+    )
+
+
+def _listener(item: dict[str, Any]) -> str:
+    if item.get("kind") == "unix":
+        return f"unix:{item.get('path')}"
+    return f"tcp:{item.get('host')}:{item.get('port')}"
+
+
+# -- stop ------------------------------------------------------------------------------
+
+
+def stop(out: Output, timeout: float) -> int:
+    """Ask the broker to stop and wait until it has (rule 2)."""
+    settings = load_settings()
+    with connect(settings) as client:
+        pid = client.call("mesh.status")["pid"]
+        client.call("mesh.shutdown")
+    deadline = time.monotonic() + timeout
+    while instance_lock_held(settings):
+        if time.monotonic() >= deadline:
+            raise CliError(
+                f"the broker (pid {pid}) was asked to stop but still runs after {timeout:g} s; "
+                f"see {settings.log_path}",
+                FAILED,
+            )
+        time.sleep(STOP_POLL_S)
+    if out.as_json:
+        out.json({"stopped": True, "pid": pid})
+    else:
+        out.line(f"stopped broker pid {pid}")
+    return OK
+
+
+def instance_lock_held(settings: Settings) -> bool:
+    """Whether a process holds the broker's instance lock (probing without keeping it)."""
+    try:
+        fd = os.open(settings.lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing drops the lock if we took it
+    return False
+
+
+# -- clean -----------------------------------------------------------------------------
+
+
+def clean(out: Output, dry_run: bool) -> int:
+    """Remove the files a dead broker left behind (rule 3), and the session files of
+    ``lock acquire`` holders whose process is gone."""
+    settings = load_settings()
+    removed: list[str] = []
+    kept: list[dict[str, str]] = []
+    for path in shell_sessions.stale_holders(settings):
+        _remove(path, dry_run, removed)
+    held, lock_fd = _take_instance_lock(settings)
+    pid = _read_pid(settings.pid_path) if held else None
+    if not held:
+        try:
+            _clean_broker_files(settings, dry_run, removed, kept)
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)
+    if out.as_json:
+        out.json({"broker_running": held, "pid": pid, "removed": removed, "kept": kept})
+        return OK
+    verb = "would remove" if dry_run else "removed"
+    for name in removed:
+        out.line(f"{verb} {name}")
+    for item in kept:
+        out.line(f"kept {item['path']}: {item['reason']}")
+    if held:
+        out.line(f"a broker is running (pid {pid or '?'}): its files are left alone")
+    elif not removed and not kept:
+        out.line("nothing to clean")
+    return OK
+
+
+def _clean_broker_files(
+    settings: Settings, dry_run: bool, removed: list[str], kept: list[dict[str, str]]
+) -> None:
+    sock = settings.socket_path
+    if sock.exists() or sock.is_symlink():
+        if _answers(sock):
+            kept.append(
+                {
+                    "path": str(sock),
+                    "reason": "something answers on it (a broker of another data dir, "
+                    "or a systemd socket unit)",
+                }
+            )
+        else:
+            _remove(sock, dry_run, removed)
+    for path in (settings.pid_path, settings.port_path, settings.token_path):
+        if path.exists():
+            _remove(path, dry_run, removed)
+
+
+def _take_instance_lock(settings: Settings) -> tuple[bool, int | None]:
+    """``(True, None)`` when a broker holds the instance lock; else ``(False, fd)`` with the
+    lock now held through ``fd`` (None when there is no lock file at all)."""
+    try:
+        fd = os.open(settings.lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False, None
+    except PermissionError as exc:
+        raise unreachable(permission_problem(settings) or str(exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True, None
+        raise
+    return False, fd
+
+
+def _answers(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def _remove(path: Path, dry_run: bool, removed: list[str]) -> None:
+    if not dry_run:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    removed.append(str(path))
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

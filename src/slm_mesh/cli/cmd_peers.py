@@ -1,0 +1,247 @@
+"""Who is in the mesh and talking to them: ``peers``, ``send``, ``broadcast``, ``inbox``.
+
+``send`` and ``broadcast`` use an anonymous connection: the broker attributes them to
+``cli`` (a name no peer may take). ``inbox`` joins as a peer (``--name``, default
+``shell``) that agents can send to; :mod:`slm_mesh.cli.shell_sessions` keeps that session
+between runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from slm_mesh.cli import render, shell_sessions, workspace
+from slm_mesh.cli.connect import connect, load_settings
+from slm_mesh.cli.outcome import OK, CliError, usage
+from slm_mesh.cli.render import BOLD, CYAN, DIM, GREEN, RED, YELLOW, Output
+from slm_mesh.client.blocking import BlockingClient
+from slm_mesh.config import Settings
+from slm_mesh.protocol.errors import PeerNotFound
+
+SHELL_AGENT = "shell"
+
+_STATUS_STYLE = {"active": GREEN, "busy": YELLOW, "idle": DIM, "away": DIM}
+
+
+def read_body(message: str) -> str:
+    """``message``, or standard input when it is ``-``."""
+    if message != "-":
+        return message
+    body = sys.stdin.read()
+    return body[:-1] if body.endswith("\n") else body
+
+
+# -- peers -----------------------------------------------------------------------------
+
+
+def peers(out: Output, scope: str) -> int:
+    """List the peers in ``scope`` (machine, this directory, or this repository)."""
+    params: dict[str, Any] = {"scope": scope}
+    if scope == "directory":
+        params["cwd"] = workspace.cwd()
+    elif scope == "repo":
+        root = workspace.git_root()
+        if root is None:
+            raise usage(f"--scope repo: {workspace.cwd()} is not inside a git repository")
+        params["git_root"] = root
+    settings = load_settings()
+    with connect(settings) as client:
+        found: list[dict[str, Any]] = client.call("peer.list", params)["peers"]
+    if out.as_json:
+        out.json({"scope": scope, "peers": found})
+        return OK
+    if not found:
+        where = {"machine": "in the mesh", "directory": "in this directory", "repo": "in this repo"}
+        out.line(f"no peers {where[scope]}")
+        return OK
+    rows = []
+    styles = []
+    for peer in found:
+        rows.append(
+            [
+                peer["name"],
+                peer["agent"] or "-",
+                peer["status"],
+                render.home_relative(peer["cwd"]),
+                peer["git_branch"] or "-",
+                render.ago(peer["joined_at"]),
+                peer["summary"] or "",
+            ]
+        )
+        styles.append([BOLD, "", _STATUS_STYLE.get(peer["status"], ""), "", "", "", ""])
+    out.table(
+        ["NAME", "AGENT", "STATUS", "DIRECTORY", "BRANCH", "JOINED", "SUMMARY"], rows, styles=styles
+    )
+    return OK
+
+
+# -- send / broadcast ------------------------------------------------------------------
+
+
+def send(out: Output, to: str, message: str, kind: str, reply_to: int | None) -> int:
+    """Send ``message`` to the peer ``to`` (an id or a name)."""
+    if to == "all":
+        raise usage("to send to everyone use `slm-mesh broadcast MESSAGE`")
+    params: dict[str, Any] = {"to": to, "body": read_body(message), "type": kind}
+    if reply_to is not None:
+        params["reply_to"] = reply_to
+    settings = load_settings()
+    with connect(settings) as client:
+        try:
+            result = client.call("message.send", params)
+        except PeerNotFound as exc:
+            raise _unknown_peer(client, to, exc) from None
+    if out.as_json:
+        out.json(result)
+        return OK
+    (recipient,) = result["recipients"]
+    line = f"sent message #{recipient['id']} to {recipient['name']}"
+    if not recipient["connected"]:
+        line += f" (queued: {recipient['name']} is away and gets it on resuming)"
+    out.line(line)
+    return OK
+
+
+def _unknown_peer(client: BlockingClient, who: str, exc: PeerNotFound) -> CliError:
+    try:
+        names = sorted(p["name"] for p in client.call("peer.list", {})["peers"])
+    except Exception:  # the hint is a nicety; the error stands without it
+        names = []
+    hint = f"peers now: {', '.join(names)}" if names else "no peers are in the mesh now"
+    return CliError(
+        f"{exc.message}; {hint} (see `slm-mesh peers`)", name="peer_not_found", data=exc.data
+    )
+
+
+def broadcast(out: Output, message: str, kind: str) -> int:
+    """Send ``message`` to every connected peer."""
+    settings = load_settings()
+    with connect(settings) as client:
+        result = client.call(
+            "message.send", {"to": "all", "body": read_body(message), "type": kind}
+        )
+    if out.as_json:
+        out.json(result)
+        return OK
+    names = [r["name"] for r in result["recipients"]]
+    if names:
+        out.line(f"sent to {len(names)} peer{'s' if len(names) != 1 else ''}: {', '.join(names)}")
+    else:
+        out.line("nobody to receive it: no peer is connected")
+    return OK
+
+
+# -- inbox -----------------------------------------------------------------------------
+
+
+def inbox(
+    out: Output,
+    name: str,
+    include_read: bool,
+    peek: bool,
+    limit: int,
+    follow: bool,
+) -> int:
+    """Show the messages sent to the shell's peer ``name``; with ``follow``, keep showing
+    them as they come until Ctrl-C."""
+    settings = load_settings()
+    try:
+        saved_at = shell_sessions.inbox_path(settings, name)
+    except ValueError as exc:
+        raise usage(str(exc)) from None
+    with connect(settings) as client:
+        me = _join(client, settings, name, saved_at)
+        page = client.call(
+            "message.inbox",
+            {"unread_only": not include_read, "limit": limit, "mark_read": not peek},
+        )
+        if not follow:
+            if out.as_json:
+                out.json({"peer": me, **page})
+                return OK
+            if not me["resumed"]:
+                out.note(
+                    f"joined as peer {me['name']!r}; messages to it wait "
+                    "for the next `slm-mesh inbox` for 30 s after this one "
+                    "(`slm-mesh inbox --follow` stays reachable)"
+                )
+            _print_messages(out, page["messages"])
+            if not page["messages"]:
+                out.line("no " + ("messages" if include_read else "unread messages"))
+            elif page["unread_left"]:
+                out.line(out.paint(f"{page['unread_left']} more unread", DIM))
+            return OK
+        return _follow(out, client, me, page["messages"], peek)
+
+
+def _join(client: BlockingClient, settings: Settings, name: str, saved_at: Any) -> dict[str, Any]:
+    saved = shell_sessions.load(saved_at)
+    params: dict[str, Any] = {"name": name, "agent": SHELL_AGENT, "cwd": workspace.cwd()}
+    if saved and isinstance(saved.get("resume_token"), str):
+        # Resuming a session that another connection carries takes it over silently
+        # (the broker lets the newer connection win): don't do that to a running
+        # `inbox --follow`.
+        live = client.call("peer.list", {"include_away": False})["peers"]
+        if any(p["peer_id"] == saved.get("peer_id") and p["connected"] for p in live):
+            raise CliError(
+                f"peer {saved.get('name')!r} is connected elsewhere (an `slm-mesh inbox "
+                "--follow`?); read its messages there, or use --name for another peer"
+            )
+        params["resume"] = saved["resume_token"]
+    joined = client.call("peer.register", params)
+    shell_sessions.save(
+        saved_at,
+        {
+            "peer_id": joined["peer_id"],
+            "name": joined["name"],
+            "resume_token": joined["resume_token"],
+        },
+    )
+    return {"peer_id": joined["peer_id"], "name": joined["name"], "resumed": joined["resumed"]}
+
+
+def _follow(
+    out: Output,
+    client: BlockingClient,
+    me: dict[str, Any],
+    backlog: list[dict[str, Any]],
+    peek: bool,
+) -> int:
+    out.note(f"receiving messages as peer {me['name']!r}; Ctrl-C to stop")
+    for message in backlog:
+        _emit(out, message)
+    try:
+        for method, params in client.notifications():
+            if method == "message":
+                _emit(out, params)
+                if not peek:
+                    client.call("message.ack", {"ids": [params["id"]]})
+            elif method == "mesh.shutdown":
+                out.note("the broker is stopping")
+                break
+    except KeyboardInterrupt:
+        pass
+    return OK
+
+
+def _emit(out: Output, message: dict[str, Any]) -> None:
+    if out.as_json:
+        out.json_line(message)
+    else:
+        _print_messages(out, [message])
+
+
+def _print_messages(out: Output, messages: list[dict[str, Any]]) -> None:
+    for m in messages:
+        kind = (
+            ""
+            if m["type"] == "text"
+            else " " + out.paint(f"[{m['type']}]", RED if m["type"] == "alert" else CYAN)
+        )
+        to_all = " (to all)" if m.get("broadcast") else ""
+        reply = f", re #{m['reply_to']}" if m.get("reply_to") else ""
+        head = f"#{m['id']} from {out.paint(m['from_name'] or m['from'], BOLD)}{to_all}{reply}"
+        out.line(f"{head}, {render.ago(m['sent_at'])}{kind}")
+        for text in (m["body"] or "").splitlines() or [""]:
+            out.line("    " + text)

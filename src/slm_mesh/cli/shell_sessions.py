@@ -1,0 +1,106 @@
+"""Peer sessions the shell keeps between commands, as resume tokens in the data dir.
+
+The CLI is anonymous for most calls, but a lock and an inbox belong to a peer session, and
+a session lives only while its connection does (plus the grace period). Saving the
+``resume_token`` lets a later command act for that session.
+
+Rules:
+1. A ``lock acquire`` holder saves ``lock-<peer_id>.json`` (``peer_id``, ``name``,
+   ``resume_token``, ``pid``, ``path``, ``cwd``) while it holds its lock, and removes it
+   when it lets go. ``lock release`` resumes that session to release the lock on its behalf;
+   the holder sees the ``lock_released`` event and exits.
+2. ``inbox`` keeps one session per peer name in ``inbox-<name>.json``, resumed by the next
+   ``inbox`` within the grace period (so messages sent to the shell in between wait for it).
+3. Files are 0600 in a 0700 folder: a resume token is a credential. A holder file whose
+   process is gone is stale; ``clean`` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from slm_mesh.config import Settings
+
+FOLDER = "cli-sessions"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def folder(settings: Settings) -> Path:
+    return settings.data_dir / FOLDER
+
+
+def holder_path(settings: Settings, peer_id: str) -> Path:
+    return folder(settings) / f"lock-{peer_id}.json"
+
+
+def inbox_path(settings: Settings, name: str) -> Path:
+    """Where the inbox session of ``name`` is saved.
+
+    Raises:
+        ValueError: ``name`` is not 1-64 letters, digits, ``.``, ``_`` or ``-``.
+    """
+    if not _SAFE_NAME.fullmatch(name):
+        raise ValueError(f"peer name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return folder(settings) / f"inbox-{name}.json"
+
+
+def save(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` atomically, 0600 in a 0700 folder (rule 3)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(record).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The record in ``path``, or None if it is missing or unreadable."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def holders(settings: Settings) -> list[tuple[Path, dict[str, Any]]]:
+    """Every saved ``lock acquire`` holder session."""
+    found = []
+    for path in sorted(folder(settings).glob("lock-*.json")):
+        record = load(path)
+        if record is not None and isinstance(record.get("resume_token"), str):
+            found.append((path, record))
+    return found
+
+
+def stale_holders(settings: Settings) -> list[Path]:
+    """Holder files whose process is gone, or that can't be read (rule 3)."""
+    stale = []
+    for path in sorted(folder(settings).glob("lock-*.json")):
+        record = load(path)
+        pid = record.get("pid") if record else None
+        if not isinstance(pid, int) or not process_exists(pid):
+            stale.append(path)
+    return stale
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 sends nothing: it only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
