@@ -1,0 +1,40 @@
+"""``slm-mesh mcp``: the stdio MCP server each agent session starts (ARCHITECTURE.md §6).
+
+Nothing is imported here at module level: ``mcp`` alone costs a large part of a second, and
+only this command needs it, so the CLI and the broker never pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+__all__ = ["main", "preload"]
+
+LOG_LEVEL_ENV = "SLM_MESH_MCP_LOG"
+
+
+def main() -> int:
+    """Run the MCP server on stdin/stdout until stdin closes or a signal; return 0."""
+    level = os.environ.get(LOG_LEVEL_ENV, "WARNING").upper()
+    # stderr only: stdout is the MCP wire.
+    logging.basicConfig(
+        level=level, format="slm-mesh mcp: %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+    import trio
+
+    from slm_mesh.mcp_server.server import run
+
+    return trio.run(run)
+
+
+def preload() -> None:
+    """Import everything :func:`main` needs without starting anything, for a warm process
+    that forks one ready server per agent session (``slm_mesh.zygote``)."""
+    import trio  # noqa: F401
+
+    import slm_mesh.client.aio
+    import slm_mesh.client.autostart
+    import slm_mesh.mcp_server.server
+    import slm_mesh.mcp_server.tools  # noqa: F401

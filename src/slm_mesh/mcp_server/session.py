@@ -1,0 +1,326 @@
+"""The MCP server's one peer session at the broker: connect, register, resume, leave.
+
+Rules:
+1. One :class:`MeshClient` connection for the life of the process. When no broker answers,
+   one is started (``ensure_broker``: race-free when many MCP servers start at once).
+2. Nothing happens before the MCP ``initialize``, whose ``clientInfo`` names the agent:
+   answering it comes first, and the broker client is imported only then. Tool calls wait
+   for the registration (bounded, :data:`REGISTER_WAIT_S`).
+3. When the connection drops (the broker was killed or restarted), :meth:`MeshSession.run`
+   reconnects at once: ``ensure_broker`` (which starts a new broker if needed), then
+   ``MeshClient.reconnect``, which resumes the same peer id, inbox and locks with the
+   resume token. It retries with backoff until it works or the server exits.
+4. A call that finds the connection down waits for the reconnect (bounded) and then goes
+   out. A call whose connection drops while it waits for its answer is sent again only when
+   repeating it is harmless; otherwise the agent is told it may or may not have happened.
+5. :meth:`MeshSession.leave` unregisters (bounded, :data:`LEAVE_TIMEOUT_S`) so a server that
+   exits leaves no ghost peer; a server that is killed leaves after the broker's grace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from slm_mesh.config import VERSION, Settings
+from slm_mesh.mcp_server import agent, workspace
+from slm_mesh.protocol.errors import MeshError
+
+if TYPE_CHECKING:
+    from slm_mesh.client.aio import MeshClient
+
+log = logging.getLogger(__name__)
+
+CLIENT_NAME = f"slm-mesh-mcp/{VERSION}"
+REGISTER_WAIT_S = 20.0
+CLIENT_READY_WAIT_S = 1.0
+RECONNECT_WAIT_S = 15.0
+RECONNECT_TRY_S = 2.0
+LEAVE_TIMEOUT_S = 0.5
+FIRST_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 2.0
+
+# Calls that do the same thing when sent twice (rule 4).
+_REPEATABLE = frozenset(
+    {
+        "mesh.status",
+        "peer.list",
+        "peer.whoami",
+        "peer.update",
+        "state.get",
+        "state.list",
+        "lock.acquire",
+        "lock.release",
+        "lock.list",
+        "lock.check",
+        "event.read",
+        "event.subscribe",
+        "event.unsubscribe",
+    }
+)
+
+
+class BrokerDown(Exception):
+    """No broker could be reached in time; the message says why."""
+
+
+class MaybeDone(Exception):
+    """The connection dropped while a call that must not be repeated waited for its answer."""
+
+
+def registration_params(client_name: str | None) -> dict[str, Any]:
+    """What this session registers as: agent type, the agent's pid, cwd, git, fixed name."""
+    where = workspace.detect()
+    params: dict[str, Any] = {
+        "agent": agent.detect(client_name),
+        "pid": agent.agent_pid(),
+        "cwd": where.cwd,
+    }
+    if where.git_root:
+        params["git_root"] = where.git_root
+    if where.git_branch:
+        params["git_branch"] = where.git_branch
+    name = os.environ.get("SLM_MESH_NAME", "").strip()
+    if name:
+        params["name"] = name
+    return params
+
+
+class MeshSession:
+    """The peer this MCP server is, at the broker (see the module rules)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registration: dict[str, Any] = {}
+        self.peer_name: str | None = None
+        self.on_message: Callable[[dict[str, Any]], None] = lambda _message: None
+        self.on_event: Callable[[dict[str, Any]], None] = lambda _event: None
+        self.subscribed_types: list[str] | None = None
+        """Event types the agent subscribed to (None: not subscribed)."""
+        self.last_event_seq = 0
+        self._client: MeshClient | None = None
+        self._client_name: str | None = None
+        self._resume_token: str | None = None
+        self._identified = anyio.Event()
+        self._registered = anyio.Event()
+        self._reconnecting = anyio.Lock()
+        self._leaving = False
+        self._failure = "still connecting to the broker"
+
+    # -- what the MCP side tells us ------------------------------------------------------
+
+    def identify(self, client_name: str | None) -> None:
+        """The MCP client introduced itself (``initialize``): registration may go ahead."""
+        if not self._identified.is_set():
+            self._client_name = client_name
+            self._identified.set()
+
+    @property
+    def peer_id(self) -> str | None:
+        return self._client.peer_id if self._client is not None else None
+
+    @property
+    def cwd(self) -> str | None:
+        cwd = self.registration.get("cwd")
+        return cwd if isinstance(cwd, str) else None
+
+    # -- the connection's life -----------------------------------------------------------
+
+    async def run(self, client_ready: anyio.Event | None = None) -> None:
+        """Connect, register once identified, hand pushes on, reconnect after every drop.
+
+        Args:
+            client_ready: set when the MCP client confirms the handshake (so our answer to
+                ``initialize`` is out before the broker work starts); waited for at most
+                :data:`CLIENT_READY_WAIT_S`.
+
+        Runs until cancelled; never raises for broker trouble (it retries).
+        """
+        await self._identified.wait()
+        if client_ready is not None:
+            with anyio.move_on_after(CLIENT_READY_WAIT_S):
+                await client_ready.wait()
+        from slm_mesh.client.address import BrokerUnreachable
+        from slm_mesh.client.aio import MeshClient
+        from slm_mesh.client.autostart import ensure_broker
+        from slm_mesh.client.wire import ConnectionLost
+
+        delay = FIRST_BACKOFF_S
+        while True:
+            try:
+                await ensure_broker(self.settings)
+                async with MeshClient.open(self.settings, client_name=CLIENT_NAME) as client:
+                    self._client = client
+                    try:
+                        await self._register(client)
+                        await self._pump(client)
+                    finally:
+                        # Calls must not go out on a closed client: they wait for the next.
+                        self._client = None
+                        self._registered = anyio.Event()
+            except (BrokerUnreachable, ConnectionLost, MeshError, OSError) as exc:
+                self._note_failure(exc)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def _register(self, client: MeshClient) -> None:
+        if not self.registration:
+            self.registration = registration_params(self._client_name)
+        params = dict(self.registration)
+        if self._resume_token:  # an earlier client of this process registered: be that peer
+            params["resume"] = self._resume_token
+        registered = await client.register(**params)
+        self.peer_name = registered.get("name")
+        self._resume_token = client.resume_token
+        self._registered.set()
+        log.info("registered as %s (%s)", self.peer_name, client.peer_id)
+
+    async def _pump(self, client: MeshClient) -> None:
+        while True:
+            async for method, params in client.notifications:
+                self._on_push(method, params)
+            if self._leaving:
+                await anyio.sleep_forever()
+            await self._reconnect(client)
+
+    def _on_push(self, method: str, params: Any) -> None:
+        if not isinstance(params, dict):
+            return
+        if method == "message":
+            self.on_message(params)
+        elif method == "event":
+            seq = params.get("seq")
+            if isinstance(seq, int):
+                self.last_event_seq = max(self.last_event_seq, seq)
+            if self.subscribed_types is not None:
+                self.on_event(params)
+        elif method == "mesh.shutdown":
+            log.info("the broker is stopping: %s", params.get("reason"))
+
+    async def _reconnect(self, client: MeshClient) -> None:
+        """Get ``client`` connected again (rule 3); returns once it is."""
+        from slm_mesh.client.address import BrokerUnreachable
+        from slm_mesh.client.autostart import ensure_broker
+
+        async with self._reconnecting:
+            delay = FIRST_BACKOFF_S
+            while not client.connected and not self._leaving:
+                try:
+                    await ensure_broker(self.settings)
+                    await client.reconnect(retry_for=RECONNECT_TRY_S)
+                except (BrokerUnreachable, MeshError, OSError) as exc:
+                    self._note_failure(exc)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+                    continue
+                registered = client.peer_id is not None
+                log.info(
+                    "reconnected to the broker; peer %s", client.peer_id if registered else "-"
+                )
+                await self._resubscribe(client)
+
+    async def _resubscribe(self, client: MeshClient) -> None:
+        from slm_mesh.client.wire import ConnectionLost
+
+        if self.subscribed_types is None:
+            return
+        params: dict[str, Any] = {"types": self.subscribed_types, "after": self.last_event_seq}
+        try:
+            await client.call("event.subscribe", params)
+        except (ConnectionLost, MeshError) as exc:
+            log.warning("could not renew the event subscription: %s", exc)
+
+    def _note_failure(self, exc: BaseException) -> None:
+        self._failure = str(exc) or type(exc).__name__
+        log.warning("broker trouble: %s", self._failure)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """One broker call as this peer, across reconnects (rule 4).
+
+        Raises:
+            MeshError: the broker refused it.
+            BrokerDown: no broker could be reached in time.
+            MaybeDone: the connection dropped before the answer to a call that is not
+                repeated.
+        """
+        from slm_mesh.client.wire import ConnectionLost
+
+        client = await self._wait_registered()
+        for attempt in (1, 2):
+            if not client.connected:
+                await self._wait_reconnected(client)
+            try:
+                return await client.call(method, params)
+            except ConnectionLost as exc:
+                if attempt == 2 or not _repeatable(method, params):
+                    raise MaybeDone(
+                        "the connection to the broker dropped before it answered, so this may "
+                        "or may not have been done; check before you repeat it"
+                    ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def unread_count(self) -> int:
+        """How many messages to this peer are unread (0 if the broker can't say)."""
+        try:
+            result = await self.call(
+                "message.inbox", {"unread_only": True, "limit": 1, "mark_read": False}
+            )
+        except (MeshError, BrokerDown, MaybeDone):
+            return 0
+        return int(result.get("unread_left", 0))
+
+    async def subscribe(self, types: list[str] | None) -> dict[str, Any]:
+        """Stream events of ``types`` (all when None) to the agent, across reconnects."""
+        wanted = types or ["*"]
+        result: dict[str, Any] = await self.call("event.subscribe", {"types": wanted})
+        self.subscribed_types = wanted
+        self.last_event_seq = max(self.last_event_seq, int(result.get("last_seq", 0)))
+        return result
+
+    async def unsubscribe(self) -> None:
+        self.subscribed_types = None
+        await self.call("event.unsubscribe", {})
+
+    async def leave(self) -> None:
+        """Unregister (rule 5). Safe to call in any state, and more than once."""
+        from slm_mesh.client.wire import ConnectionLost
+
+        self._leaving = True
+        client = self._client
+        if client is None or client.peer_id is None or not client.connected:
+            return
+        with anyio.move_on_after(LEAVE_TIMEOUT_S):
+            try:
+                await client.unregister()
+            except (ConnectionLost, MeshError) as exc:
+                log.debug("unregister failed: %s", exc)
+
+    async def _wait_registered(self) -> MeshClient:
+        if self._leaving:
+            raise BrokerDown("the MCP server is shutting down")
+        with anyio.move_on_after(REGISTER_WAIT_S):
+            await self._registered.wait()
+        if self._client is None or not self._registered.is_set():
+            raise BrokerDown(f"not connected to the slm-mesh broker: {self._failure}")
+        return self._client
+
+    async def _wait_reconnected(self, client: MeshClient) -> None:
+        with anyio.move_on_after(RECONNECT_WAIT_S):
+            await self._reconnect(client)
+        if not client.connected:
+            raise BrokerDown(
+                f"the slm-mesh broker is unreachable ({self._failure}); it is restarted "
+                "automatically, retry in a moment"
+            )
+
+
+def _repeatable(method: str, params: dict[str, Any] | None) -> bool:
+    if method == "message.inbox":  # marking read twice would hide the first page
+        return not (params or {}).get("mark_read", True)
+    return method in _REPEATABLE

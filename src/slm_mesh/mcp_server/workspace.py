@@ -1,0 +1,71 @@
+"""Where the agent works: its directory, and the git repository and branch around it.
+
+Git is read from the files, not by running ``git`` (a subprocess would cost more than the
+whole registration): walk up from the cwd to the first ``.git``; a ``.git`` *file* (a
+worktree or submodule) points with ``gitdir: …`` at the real git dir; its ``HEAD`` holds
+``ref: refs/heads/<branch>``, or a commit id when detached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DETACHED_PREFIX = "detached@"
+SHORT_SHA = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    cwd: str
+    git_root: str | None = None
+    git_branch: str | None = None
+
+
+def detect(cwd: Path | None = None) -> Workspace:
+    """The workspace of ``cwd`` (the process's working directory by default)."""
+    where = (cwd or Path.cwd()).absolute()
+    root, git_dir = find_git(where)
+    if root is None or git_dir is None:
+        return Workspace(str(where))
+    return Workspace(str(where), str(root), read_branch(git_dir))
+
+
+def find_git(start: Path) -> tuple[Path | None, Path | None]:
+    """The repository root at or above ``start`` and its git dir, or (None, None)."""
+    for folder in (start, *start.parents):
+        dot_git = folder / ".git"
+        try:
+            if dot_git.is_dir():
+                return folder, dot_git
+            if dot_git.is_file():
+                git_dir = _follow_gitdir_file(dot_git)
+                return (folder, git_dir) if git_dir is not None else (None, None)
+        except OSError:
+            return None, None
+    return None, None
+
+
+def read_branch(git_dir: Path) -> str | None:
+    """The checked-out branch, ``detached@<sha>`` for a detached HEAD, None if unreadable."""
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if head.startswith("ref:"):
+        ref = head[4:].strip()
+        return ref.removeprefix("refs/heads/") or None
+    if head:
+        return DETACHED_PREFIX + head[:SHORT_SHA]
+    return None
+
+
+def _follow_gitdir_file(dot_git: Path) -> Path | None:
+    try:
+        text = dot_git.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    target = Path(text[len("gitdir:") :].strip())
+    return target if target.is_absolute() else (dot_git.parent / target).resolve()

@@ -1,0 +1,57 @@
+"""The MCP Inspector's CLI (the reference client) lists the tools and calls ``mesh_status``.
+
+CI installs it (``.ci/run``); locally::
+
+    npm install --no-save --prefix .ci/node @modelcontextprotocol/inspector
+
+A missing inspector fails the test rather than skipping it: a skipped check would let the
+server drift from the reference client unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from slm_mesh.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+INSPECTOR = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
+INSTALL = "npm install --no-save --prefix .ci/node @modelcontextprotocol/inspector"
+BOUND_S = 90.0
+
+
+async def inspect(settings: Settings, *method: str) -> Any:
+    if not INSPECTOR.exists():
+        pytest.fail(f"the MCP Inspector is not installed at {INSPECTOR}; run: {INSTALL}")
+    # The inspector gives the server a minimal environment: pass what it needs.
+    env = {
+        "SLM_MESH_DATA_DIR": str(settings.data_dir),
+        "SLM_MESH_PORT": "0",
+        "SLM_MESH_NO_ZYGOTE": "1",
+    }
+    argv = [str(INSPECTOR), "--cli"]
+    for key, value in env.items():
+        argv += ["-e", f"{key}={value}"]
+    argv += [sys.executable, "-m", "slm_mesh", "mcp", "--method", *method]
+    with trio.fail_after(BOUND_S):
+        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.usefixtures("mesh")  # stops the broker the server starts
+async def test_the_inspector_lists_the_tools_and_calls_mesh_status(settings: Settings) -> None:
+    listed = await inspect(settings, "tools/list")
+    assert [tool["name"] for tool in listed["tools"]][:2] == ["mesh_peers", "mesh_summary"]
+    assert len(listed["tools"]) == 8
+
+    status = await inspect(settings, "tools/call", "--tool-name", "mesh_status")
+    assert status.get("isError") is False
+    assert status["structuredContent"]["you"]["agent"] == "mcp-inspector"
+    assert status["structuredContent"]["broker"]["data_dir"] == str(settings.data_dir)

@@ -1,0 +1,43 @@
+"""The workspace a session registers: cwd, and git root and branch read from the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slm_mesh.mcp_server import workspace
+
+
+def test_a_directory_inside_a_checkout_names_its_root_and_branch(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/feature/login\n")
+    inside = tmp_path / "src" / "auth"
+    inside.mkdir(parents=True)
+    assert workspace.detect(inside) == workspace.Workspace(
+        str(inside), str(tmp_path), "feature/login"
+    )
+
+
+def test_a_detached_head_is_named_by_its_commit(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    assert workspace.detect(tmp_path).git_branch == "detached@0123456789ab"
+
+
+def test_a_worktree_follows_its_gitdir_file(tmp_path: Path) -> None:
+    real = tmp_path / "main" / ".git" / "worktrees" / "wt"
+    real.mkdir(parents=True)
+    (real / "HEAD").write_text("ref: refs/heads/hotfix\n")
+    tree = tmp_path / "wt"
+    tree.mkdir()
+    (tree / ".git").write_text("gitdir: ../main/.git/worktrees/wt\n")
+    found = workspace.detect(tree)
+    assert (found.git_root, found.git_branch) == (str(tree), "hotfix")
+
+
+def test_outside_any_checkout_there_is_only_the_cwd(tmp_path: Path) -> None:
+    assert workspace.detect(tmp_path) == workspace.Workspace(str(tmp_path))
+
+
+def test_an_unreadable_head_gives_a_root_without_a_branch(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    assert workspace.detect(tmp_path) == workspace.Workspace(str(tmp_path), str(tmp_path), None)
