@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 __all__ = ["main", "preload"]
 
@@ -15,7 +16,8 @@ LOG_LEVEL_ENV = "SLM_MESH_MCP_LOG"
 
 
 def main() -> int:
-    """Run the MCP server on stdin/stdout until stdin closes or a signal; return 0."""
+    """Run the MCP server on stdin/stdout until stdin closes or a signal, then end the
+    process with status 0 (it does not return)."""
     level = os.environ.get(LOG_LEVEL_ENV, "WARNING").upper()
     # stderr only: stdout is the MCP wire.
     logging.basicConfig(
@@ -26,7 +28,14 @@ def main() -> int:
 
     from slm_mesh.mcp_server.server import run
 
-    return trio.run(run)
+    code = trio.run(run)
+    # Everything is closed and written. Skip the interpreter's teardown: freeing the
+    # object graph of mcp and pydantic takes ~0.4 s, which would break the promise that
+    # the server is gone within a second of stdin closing or SIGTERM.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def preload() -> None:
