@@ -29,6 +29,12 @@ SD_LISTEN_FDS_START = 3
 MAX_UNIX_PATH_BYTES = 103
 
 
+_FIX_DIR = (
+    "make the data dir writable and give its disk some free space, or set "
+    "SLM_MESH_DATA_DIR to a folder that is"
+)
+
+
 class AlreadyRunning(Exception):
     def __init__(self, pid: int | None, where: str) -> None:
         self.pid = pid
@@ -54,15 +60,25 @@ def ensure_private_dir(path: Path) -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a 0600 file, atomically (readers never see half a token)."""
+    """Write ``text`` to a 0600 file, atomically (readers never see half a token).
+
+    Raises:
+        StartupError: the file can't be written (disk full, read-only); no temp file is
+            left behind.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StartupError(f"can't write {path}: {exc.strerror}; {_FIX_DIR}") from exc
 
 
 def read_pid(path: Path) -> int | None:
@@ -82,8 +98,14 @@ class InstanceLock:
     def acquire(self) -> None:
         """Raises:
         AlreadyRunning: another broker holds the lock.
+        StartupError: the lock file can't be opened (a read-only data dir).
         """
-        fd = os.open(self.settings.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.settings.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StartupError(
+                f"can't use {self.settings.data_dir}: {exc.strerror}; {_FIX_DIR}"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from slm_mesh.config import MAX_CONNECTIONS_PER_UID, TCP_HOST, Settings
-from slm_mesh.store import SchemaError, Store
+from slm_mesh.store import SchemaError, StorageError, Store
 
 from . import credentials
 from .files import (
@@ -97,7 +97,7 @@ def run_broker(
         trio.run(lambda: broker.run(handle_signals=True))
         log.info("stopped")
         return 0
-    except (StartupError, SchemaError, OSError) as exc:
+    except (StartupError, SchemaError, StorageError, OSError) as exc:
         print(f"slm-mesh: can't start the broker: {exc}", file=sys.stderr)
         return 1
     finally:

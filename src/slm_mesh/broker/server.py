@@ -47,6 +47,7 @@ from slm_mesh.mesh import (
     Waiter,
 )
 from slm_mesh.protocol.errors import (
+    InternalError,
     InvalidParams,
     MethodNotFound,
     QuotaExceeded,
@@ -56,7 +57,7 @@ from slm_mesh.protocol.errors import (
 from slm_mesh.protocol.methods import validate
 from slm_mesh.protocol.openrpc import openrpc_document
 from slm_mesh.protocol.table import METHODS
-from slm_mesh.store import Store
+from slm_mesh.store import StorageError, Store
 
 from . import credentials
 from .connection import Connection
@@ -178,9 +179,9 @@ class Broker:
         while True:
             try:
                 self.mesh.upkeep(self.now())
-                self._apply(self.mesh.drain())
-            except Exception:
-                log.exception("upkeep failed")
+            except Exception as exc:
+                _log_failure("upkeep", exc)
+            self._apply(self.mesh.drain())
             await trio.sleep(MAINTENANCE_INTERVAL_S)
 
     async def shutdown(self) -> None:
@@ -231,9 +232,9 @@ class Broker:
         self.subscribers.pop(conn.id, None)
         try:
             self.mesh.disconnected(conn.id, self.now())
-            self._apply(self.mesh.drain())
-        except Exception:
-            log.exception("cleaning up connection %d failed", conn.id)
+        except Exception as exc:
+            _log_failure(f"cleaning up connection {conn.id}", exc)
+        self._apply(self.mesh.drain())
         if not self.conns:
             self.all_closed.set()
         self._touch_idle()
@@ -250,8 +251,8 @@ class Broker:
         self._flush_scheduled = False
         try:
             self.store.flush_pushed()
-        except Exception:
-            log.exception("marking messages pushed failed")
+        except Exception as exc:
+            _log_failure("marking messages pushed", exc)  # kept: retried at the next flush
 
     async def _checkpoints(self) -> None:
         """Copy the WAL into the database from a worker thread once it has grown, so no
@@ -261,8 +262,8 @@ class Broker:
             if self.store.wal_bytes() > CHECKPOINT_WAL_BYTES:
                 try:
                     await trio.to_thread.run_sync(self.store.checkpoint_passive)
-                except Exception:
-                    log.exception("checkpoint failed")
+                except Exception as exc:
+                    _log_failure("checkpoint", exc)
 
     # -- calls -------------------------------------------------------------------------
 
@@ -282,8 +283,13 @@ class Broker:
         local = self._local.get(name)
         if local is not None:
             return local(conn, params)
-        result = self.mesh.call(conn.id, name, params, self.now())
-        self._apply(self.mesh.drain())
+        try:
+            result = self.mesh.call(conn.id, name, params, self.now())
+        except StorageError as exc:
+            log.error("%s failed: %s", name, exc)
+            raise InternalError(str(exc)) from None  # what to do, without a traceback
+        finally:
+            self._apply(self.mesh.drain())  # what the mesh did before a failure, too
         if isinstance(result, Waiter):
             return self._wait_for_lock(result, params["wait"])
         return result
@@ -417,6 +423,15 @@ class Broker:
         del self.timers[(kind, key)]
         try:
             self.mesh.timer_fired(kind, key, self.now())
-            self._apply(self.mesh.drain())
-        except Exception:
-            log.exception("%s timer for %r failed", kind, key)
+        except Exception as exc:
+            _log_failure(f"{kind} timer for {key!r}", exc)
+        self._apply(self.mesh.drain())  # a failed timer re-arms itself to retry
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    """A storage failure is said in one line (it repeats while the disk is full); anything
+    else is a bug and gets its traceback."""
+    if isinstance(exc, StorageError):
+        log.error("%s failed: %s", what, exc)
+    else:
+        log.error("%s failed", what, exc_info=exc)

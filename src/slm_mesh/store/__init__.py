@@ -1,6 +1,6 @@
 """SQLite storage (through sqlite-utils): schema, migrations and every query."""
 
 from slm_mesh.store.db import Row, Store
-from slm_mesh.store.schema import SCHEMA_VERSION, SchemaError
+from slm_mesh.store.schema import SCHEMA_VERSION, SchemaError, StorageError
 
-__all__ = ["SCHEMA_VERSION", "Row", "SchemaError", "Store"]
+__all__ = ["SCHEMA_VERSION", "Row", "SchemaError", "StorageError", "Store"]

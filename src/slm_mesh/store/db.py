@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from slm_mesh.store.schema import SchemaError, migrate
+from slm_mesh.store.schema import SchemaError, StorageError, migrate
 
 Row = dict[str, Any]
 
@@ -32,6 +32,26 @@ _MESSAGE_COLUMNS = (
     "id, sender_id, sender_name, recipient_id, body, type, reply_to, broadcast, sent_at, "
     "status, pushed_at, read_at"
 )
+
+
+# Primary SQLite result codes that blame the file system, not the database, with what to
+# do about each. Any other error of a database that opened is damage or a bug.
+_STORAGE_ADVICE = {
+    3: "permission denied: make it writable",  # SQLITE_PERM
+    8: "it is read-only: make it writable",  # SQLITE_READONLY
+    10: "the disk failed to read or write it: check it has free space and is sound",  # IOERR
+    13: "its disk is full: free some space",  # SQLITE_FULL
+    14: "it can't be opened: make its folder writable",  # SQLITE_CANTOPEN
+}
+
+
+def storage_error(exc: sqlite3.Error, path: Path | None) -> StorageError | None:
+    """The :class:`StorageError` for ``exc`` if the file system is to blame, else None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    advice = _STORAGE_ADVICE.get(code & 0xFF) if isinstance(code, int) else None
+    if advice is None:
+        return None
+    return StorageError(f"database {path} can't be written ({exc}): {advice}")
 
 
 def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
@@ -57,8 +77,10 @@ class Store:
         """Open (creating and migrating) the database at ``path``; ``None`` for in-memory.
 
         Raises:
-            SchemaError: the file is corrupt, not an slm-mesh database, or from a newer
+            SchemaError: the file is damaged, not an slm-mesh database, or from a newer
                 version. The message says what to do.
+            StorageError: the file system won't let it be opened or written (disk full,
+                read-only, I/O error). The message says what to do.
         """
         try:
             if path is None:
@@ -76,8 +98,17 @@ class Store:
             # (checkpoint_passive) so a commit never waits for one; this is the backstop.
             db.conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             db.conn.execute("PRAGMA busy_timeout=5000")
+            if path is not None:
+                # Damage inside the file would otherwise surface call by call, as internal
+                # errors, while new writes went into a damaged file.
+                (verdict,) = db.conn.execute("PRAGMA quick_check(1)").fetchone()
+                if verdict != "ok":
+                    raise sqlite3.DatabaseError(f"quick_check: {' '.join(verdict.split())}")
             migrate(db)
         except sqlite3.DatabaseError as exc:
+            storage = storage_error(exc, path)
+            if storage is not None:
+                raise storage from exc
             raise SchemaError(
                 f"database {path} can't be opened ({exc}): it is corrupt or not an slm-mesh "
                 "database; stop the broker and move the file aside to start afresh"
@@ -86,7 +117,7 @@ class Store:
         return cls(db, path)
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, StorageError):
             self.flush_pushed()
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA optimize")
@@ -94,12 +125,19 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes: all commit together or none do (nested blocks use savepoints)."""
+        """Group writes: all commit together or none do (nested blocks use savepoints).
+
+        Raises:
+            StorageError: the file system refused a write (disk full, read-only, I/O
+                error); everything in the transaction was rolled back.
+        """
         try:
             with self.db.atomic():
                 yield
-        except BaseException:
+        except BaseException as exc:
             self._peers = None  # the cache may hold writes that were just rolled back
+            if isinstance(exc, sqlite3.Error) and (storage := storage_error(exc, self.path)):
+                raise storage from exc
             raise
 
     def size_bytes(self) -> int:
@@ -124,11 +162,16 @@ class Store:
         the writer (PRAGMA wal_checkpoint(PASSIVE)). Safe to call from a worker thread."""
         if self.path is None:
             return
-        conn = sqlite3.connect(self.path, timeout=5)
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
+            conn = sqlite3.connect(self.path, timeout=5)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            if storage := storage_error(exc, self.path):
+                raise storage from exc
+            raise
 
     def integrity_ok(self) -> bool:
         row = self.conn.execute("PRAGMA integrity_check").fetchone()
@@ -208,13 +251,23 @@ class Store:
         if not self._pushed:
             return 0
         pending, self._pushed = self._pushed, []
-        with self.transaction():
-            self.conn.executemany(
-                "UPDATE messages SET status = 'pushed', pushed_at = ? "
-                "WHERE id = ? AND status = 'queued'",
-                pending,
-            )
+        try:
+            with self.transaction():
+                self.conn.executemany(
+                    "UPDATE messages SET status = 'pushed', pushed_at = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    pending,
+                )
+        except BaseException:
+            self._pushed[:0] = pending  # kept for the next flush
+            raise
         return len(pending)
+
+    def _flush_before_read(self) -> None:
+        """Flush the pushed marks before a read that shows statuses; if the disk refuses
+        them, read anyway (a mark only turns "queued" into "pushed")."""
+        with contextlib.suppress(StorageError):
+            self.flush_pushed()
 
     def inbox(
         self,
@@ -226,7 +279,7 @@ class Store:
         limit: int,
     ) -> list[Row]:
         """Oldest first. With ``filter_sender``, only from ``sender_id`` (None: the CLI)."""
-        self.flush_pushed()
+        self._flush_before_read()
         where = ["recipient_id = :r"]
         if unread_only:
             where.append("status != 'read'")
@@ -260,7 +313,7 @@ class Store:
 
     def queued_for(self, recipient_id: str, limit: int = -1) -> list[Row]:
         """The oldest messages not yet pushed to ``recipient_id`` (at most ``limit``; -1: all)."""
-        self.flush_pushed()
+        self._flush_before_read()
         return self.conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient_id = ? AND status = 'queued' "
             "ORDER BY id LIMIT ?",
@@ -382,7 +435,7 @@ class Store:
         return m, e
 
     def counts(self) -> dict[str, int]:
-        self.flush_pushed()
+        self._flush_before_read()
         row = self.conn.execute(
             "SELECT "
             "(SELECT count(*) FROM peers WHERE state = 'live') AS peers, "

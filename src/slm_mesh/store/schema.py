@@ -22,6 +22,11 @@ class SchemaError(Exception):
     """The database can't be used by this version of slm-mesh."""
 
 
+class StorageError(Exception):
+    """The file system refused to let the database be opened or written (disk full,
+    read-only, I/O error). Nothing was changed; the message says what to do."""
+
+
 def _v1(db: sqlite_utils.Database) -> None:
     db["peers"].create(  # type: ignore[union-attr]
         {
