@@ -155,10 +155,11 @@ def page_rst(page: str, man_dir: Path) -> str:
 def to_roff(rst: str) -> str:
     """The roff of ``rst`` (docutils' manpage writer); any RST warning is an error."""
     import docutils.core  # type: ignore[import-untyped]  # no stubs; test extra only
+    from docutils.writers import manpage  # type: ignore[import-untyped]
 
     roff = docutils.core.publish_string(
         rst,
-        writer_name="manpage",
+        writer=manpage.Writer(),
         settings_overrides={
             "report_level": 2,
             "halt_level": 2,
@@ -167,6 +168,9 @@ def to_roff(rst: str) -> str:
         },
     )
     text = roff if isinstance(roff, str) else roff.decode("utf-8")
+    # roff input is ASCII: write anything else as groff's \[uXXXX] (man's preconv would
+    # do it on the fly, plain groff warns and drops the character).
+    text = re.sub(r"[^\x00-\x7f]", lambda m: f"\\[u{ord(m.group()):04X}]", text)
     # The writer names its own version; leave it out so the pages don't change with it.
     return re.sub(
         r"(?m)^\.\\\" by the Docutils [^ ]+ manpage writer\.$",
