@@ -19,6 +19,8 @@ async def test_a_lock_held_by_one_session_is_refused_to_another_naming_the_holde
 ) -> None:
     alice, bob = await mesh.start_all("alice", "bob")
     await alice.ok("mesh_lock", action="lock", filePath="src/auth.ts", reason="refactoring login")
+    own = await alice.ok("mesh_lock", action="query", filePath="src/auth.ts")
+    assert (own["locked"], own["yours"]["reason"]) == (False, "refactoring login")
 
     result = await bob.call("mesh_lock", action="lock", filePath="src/auth.ts")
     assert result.is_error

@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -75,8 +76,10 @@ class Tools:
             result = _error(f"{name}: {exc}", "invalid_params", None)
         except MeshError as exc:
             result = _error(advice.for_error(exc, self.session.cwd), _code_name(exc), exc.code)
-        except (BrokerDown, MaybeDone) as exc:
+        except BrokerDown as exc:
             return _error(str(exc), "broker_unreachable", None)
+        except MaybeDone as exc:
+            return _error(str(exc), "connection_lost", None)
         if unread is None:
             unread = await self.session.unread_count()
         notice = unread_notice(unread)
@@ -222,11 +225,22 @@ class Tools:
             return {"locks": [views.lock(row) for row in result["locks"]]}, None
         result = await self.session.call("lock.check", {"paths": [path]})
         holders = [views.lock(h) for c in result["conflicts"] for h in c["holders"]]
-        text = advice.for_error(_conflict(result), self.session.cwd) if holders else None
         data: dict[str, Any] = {"path": path, "locked": bool(holders), "holders": holders}
-        if text is not None:
-            data["summary"] = text
+        if holders:
+            data["summary"] = advice.for_error(_conflict(result), self.session.cwd)
+        # lock.check leaves out the caller's own locks; say so when this one is yours.
+        mine = await self._own_lock(path)
+        if mine is not None:
+            data["yours"] = mine
         return data, None
+
+    async def _own_lock(self, path: str) -> dict[str, Any] | None:
+        absolute = posixpath.normpath(posixpath.join(self.session.cwd or "/", path))
+        listed = await self.session.call("lock.list", {"prefix": absolute})
+        for row in listed["locks"]:
+            if row["path"] == absolute and row["peer_id"] == self.session.peer_id:
+                return views.lock(row)
+        return None
 
     async def events(self, args: Args) -> Outcome:
         action = args.choice("action", ("read", "subscribe", "unsubscribe"), "read")
