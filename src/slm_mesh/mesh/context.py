@@ -9,10 +9,16 @@ Rules:
    plain value; the broker drains that list after every call, in order.
 3. An event is written in the same transaction as the change it reports, so the log and the
    state never disagree, and its ``seq`` grows strictly.
+4. A transaction that rolls back (the store refused a write: disk full, read-only) takes
+   the effects appended inside it along: no event of a row that was never committed, no
+   timer of a lock that was never taken. In-memory state is changed only once the store
+   has committed, or mirrored from the store again (see ``Mesh``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +26,9 @@ from slm_mesh.config import Limits
 from slm_mesh.store import Row, Store
 
 ConnId = int
+
+# A timer whose work the store refused (disk full) tries again this much later.
+STORAGE_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,17 @@ class Context:
     def emit(self, type_: str, data: dict[str, Any], now: float) -> None:
         seq = self.store.append_event(type_, now, data)
         self.effects.append(Emit({"seq": seq, "type": type_, "ts": now, "data": data}))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A store transaction whose effects go with it (rule 4)."""
+        mark = len(self.effects)
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            del self.effects[mark:]
+            raise
 
     def drain(self) -> list[Effect]:
         out, self.effects = self.effects, []

@@ -8,7 +8,8 @@ the whole rule set runs under test at any speed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from slm_mesh.config import EVENT_RETENTION_S, READ_MESSAGE_RETENTION_S, Limits
@@ -17,7 +18,7 @@ from slm_mesh.mesh.locks import Locks
 from slm_mesh.mesh.messages import Messages
 from slm_mesh.mesh.sessions import Sessions
 from slm_mesh.mesh.shared_state import SharedState
-from slm_mesh.protocol.errors import MethodNotFound, NotRegistered
+from slm_mesh.protocol.errors import MeshError, MethodNotFound, NotRegistered
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import Store
 
@@ -77,7 +78,8 @@ class Mesh:
         peer_id = self.sessions.peer_of.get(conn_id)
         if peer_id is None and METHODS[method].session:
             raise NotRegistered(f"{method} needs a session: call peer.register first")
-        return handler(conn_id, peer_id, params, now)
+        with self._mirroring_the_store():
+            return handler(conn_id, peer_id, params, now)
 
     def peer_of(self, conn_id: ConnId) -> str | None:
         return self.sessions.peer_of.get(conn_id)
@@ -85,18 +87,35 @@ class Mesh:
     # -- things the broker's timers and connections report -------------------------------
 
     def disconnected(self, conn_id: ConnId, now: float) -> None:
-        self.sessions.disconnected(conn_id, now)
+        with self._mirroring_the_store():
+            self.sessions.disconnected(conn_id, now)
 
     def timer_fired(self, kind: str, key: Any, now: float) -> None:
-        if kind == "lock":
-            self.locks.expire(key, now)
-        elif kind == "grace":
-            self.sessions.grace_over(key, now)
-        else:  # pragma: no cover - the broker only arms the kinds above
-            raise ValueError(kind)
+        with self._mirroring_the_store():
+            if kind == "lock":
+                self.locks.expire(key, now)
+            elif kind == "grace":
+                self.sessions.grace_over(key, now)
+            else:  # pragma: no cover - the broker only arms the kinds above
+                raise ValueError(kind)
 
     def cancel_wait(self, waiter: Waiter, now: float) -> None:
-        self.locks.cancel_wait(waiter, now)
+        with self._mirroring_the_store():
+            self.locks.cancel_wait(waiter, now)
+
+    @contextlib.contextmanager
+    def _mirroring_the_store(self) -> Iterator[None]:
+        """If a call fails for another reason than a rule of the contract (the store
+        refused a write, and rolled it back), make the in-memory locks mirror the store
+        again, so that nothing the store never committed (or committed undoing) lingers."""
+        try:
+            yield
+        except MeshError:
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # best effort: the first error is the one
+                self.locks.reload()
+            raise
 
     def pushed(self, ids: list[int], now: float) -> None:
         self.messages.pushed(ids, now)

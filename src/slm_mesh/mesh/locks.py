@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.mesh import paths
-from slm_mesh.mesh.context import ArmTimer, Context, DisarmTimer, Granted, Waiter
+from slm_mesh.mesh.context import (
+    STORAGE_RETRY_S,
+    ArmTimer,
+    Context,
+    DisarmTimer,
+    Granted,
+    Waiter,
+)
 from slm_mesh.protocol.errors import InvalidParams, LockConflict
 from slm_mesh.store import Row
 
@@ -54,7 +61,7 @@ class Locks:
         """Load the stored locks after a (re)start; end those whose time ran out."""
         for row in self.store.all_locks():
             self.held[(row["path"], row["peer_id"])] = row
-        with self.store.transaction():
+        with self.ctx.transaction():
             for key, row in list(self.held.items()):
                 peer = self.store.get_peer(row["peer_id"])
                 if peer is None or peer["state"] == "gone":
@@ -63,6 +70,12 @@ class Locks:
                     self._end(key, "lock_expired", "ttl", now)
                 else:
                     self.ctx.effects.append(ArmTimer("lock", key, row["expires_at"]))
+
+    def reload(self) -> None:
+        """Mirror the store's locks again, after a transaction that rolled back."""
+        rows = self.store.all_locks()
+        self.held.clear()
+        self.held.update({(row["path"], row["peer_id"]): row for row in rows})
 
     # -- views -------------------------------------------------------------------------
 
@@ -164,7 +177,7 @@ class Locks:
         self, peer_id: str, path: str, mode: str, ttl: float, reason: str | None, now: float
     ) -> dict[str, Any]:
         key = (path, peer_id)
-        with self.store.transaction():
+        with self.ctx.transaction():
             old = self.held.get(key)
             if old is not None and old["expires_at"] <= now:
                 # Its timer has not fired yet, but it has ended (rule 4): say so, and grant
@@ -180,22 +193,26 @@ class Locks:
                 "expires_at": now + ttl,
             }
             self.store.put_lock(row)
-            self.held[key] = row
             view = self.view(row)
             self.ctx.emit("lock_acquired", {**view, "renewed": old is not None}, now)
+        self.held[key] = row  # only once committed: a refused write leaves no lock behind
         self.ctx.effects.append(ArmTimer("lock", key, row["expires_at"]))
         return view
 
     def grant_waiters(self, now: float) -> None:
         """Grant, in FIFO order, every waiter that no longer conflicts."""
         still: list[Waiter] = []
-        for w in self.waiters:
+        for i, w in enumerate(self.waiters):
             if self.holders_against(w.peer_id, w.path, w.mode, now) or self._queued_against(
                 w.peer_id, w.path, w.mode, still
             ):
                 still.append(w)
                 continue
-            w.lock = self._grant(w.peer_id, w.path, w.mode, w.ttl, w.reason, now)
+            try:
+                w.lock = self._grant(w.peer_id, w.path, w.mode, w.ttl, w.reason, now)
+            except BaseException:
+                self.waiters = still + self.waiters[i:]  # the ungranted keep their turn
+                raise
             self.ctx.effects.append(Granted(w))
         self.waiters = still
 
@@ -207,7 +224,7 @@ class Locks:
             keys = [key] if key in self.held else []
         else:
             raise InvalidParams("path", "give a path, or all: true")
-        with self.store.transaction():
+        with self.ctx.transaction():
             for key in keys:
                 self._end(key, "lock_released", "released", now)
         self.grant_waiters(now)
@@ -218,9 +235,10 @@ class Locks:
         row = self.held.get(key)
         if row is None or row["expires_at"] <= now:
             raise InvalidParams("path", f"you hold no lock on {key[0]}")
-        row["expires_at"] = now + (params.get("ttl") or self.ctx.lock_ttl_s)
-        with self.store.transaction():
+        row = {**row, "expires_at": now + (params.get("ttl") or self.ctx.lock_ttl_s)}
+        with self.ctx.transaction():
             self.store.put_lock(row)
+        self.held[key] = row
         self.ctx.effects.append(ArmTimer("lock", key, row["expires_at"]))
         return {"lock": self.view(row)}
 
@@ -229,8 +247,12 @@ class Locks:
         row = self.held.get(key)
         if row is None or row["expires_at"] > now:
             return
-        with self.store.transaction():
-            self._end(key, "lock_expired", "ttl", now)
+        try:
+            with self.ctx.transaction():
+                self._end(key, "lock_expired", "ttl", now)
+        except Exception:
+            self.ctx.effects.append(ArmTimer("lock", key, now + STORAGE_RETRY_S))
+            raise
         self.grant_waiters(now)
 
     def session_gone(self, peer_id: str, now: float) -> None:

@@ -82,7 +82,7 @@ class Messages:
             recipients = [self.sessions.resolve(to)]
         sender_name = sender["name"] if sender else CLI_NAME
         sent: list[tuple[Row, Row]] = []
-        with self.store.transaction():
+        with self.ctx.transaction():
             for peer in recipients:
                 row: Row = {
                     "sender_id": sender_id,
@@ -156,7 +156,7 @@ class Messages:
         if params["mark_read"]:
             unread = [r["id"] for r in rows if r["status"] != "read"]
             if unread:
-                with self.store.transaction():
+                with self.ctx.transaction():
                     self.store.mark_read(peer_id, unread, now)
                 for r in rows:
                     r["status"] = "read"
@@ -171,7 +171,7 @@ class Messages:
         return str(found["id"])
 
     def ack(self, peer_id: str, ids: list[int], now: float) -> dict[str, Any]:
-        with self.store.transaction():
+        with self.ctx.transaction():
             acked = self.store.mark_read(peer_id, ids, now)
         return {"acked": acked}
 

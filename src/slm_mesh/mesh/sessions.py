@@ -21,6 +21,7 @@ from typing import Any
 
 from slm_mesh.mesh.context import (
     CLI_NAME,
+    STORAGE_RETRY_S,
     ArmTimer,
     ConnId,
     Context,
@@ -49,7 +50,7 @@ class Sessions:
 
     def recover(self, now: float) -> None:
         """After a broker (re)start: every live or away peer is away with a fresh grace."""
-        with self.store.transaction():
+        with self.ctx.transaction():
             for row in self.store.peers_in(("live", "away")):
                 self.store.update_peer(row["id"], state="away", away_since=now)
                 self.ctx.effects.append(ArmTimer("grace", row["id"], now + self.ctx.grace_s))
@@ -125,7 +126,7 @@ class Sessions:
             "last_seen": now,
             "away_since": None,
         }
-        with self.store.transaction():
+        with self.ctx.transaction():
             self.store.insert_peer(row)
             self.ctx.emit("peer_joined", self._event_data(row, resumed=False), now)
         self._bind(conn_id, peer_id)
@@ -140,19 +141,19 @@ class Sessions:
         self, conn_id: ConnId, row: Row, params: dict[str, Any], now: float
     ) -> dict[str, Any]:
         peer_id = row["id"]
+        fields: dict[str, Any] = {f: params[f] for f in _REGISTER_FIELDS if f in params}
+        if params.get("summary") is not None:
+            fields["summary"] = params["summary"]
+        fields.update(state="live", away_since=None, last_seen=now)
+        with self.ctx.transaction():
+            self.store.update_peer(peer_id, **fields)
+            row = {**row, **fields}
+            self.ctx.emit("peer_joined", self._event_data(row, resumed=True), now)
         old_conn = self.conn_of.get(peer_id)
         if old_conn is not None:
             # The old connection may be half-dead; the newer one wins.
             self._unbind(old_conn)
             self.ctx.effects.append(Detach(old_conn))
-        fields: dict[str, Any] = {f: params[f] for f in _REGISTER_FIELDS if f in params}
-        if params.get("summary") is not None:
-            fields["summary"] = params["summary"]
-        fields.update(state="live", away_since=None, last_seen=now)
-        with self.store.transaction():
-            self.store.update_peer(peer_id, **fields)
-            row = {**row, **fields}
-            self.ctx.emit("peer_joined", self._event_data(row, resumed=True), now)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
         for msg in self._resume_page(peer_id):
@@ -179,7 +180,7 @@ class Sessions:
         fields = {k: params[k] for k in ("summary", "status") if k in params}
         if not fields:
             raise InvalidParams("summary", "give a summary or a status to change")
-        with self.store.transaction():
+        with self.ctx.transaction():
             self.store.update_peer(peer_id, last_seen=now, **fields)
             row = self.row(peer_id)
             self.ctx.emit(
@@ -211,8 +212,8 @@ class Sessions:
 
     def unregister(self, conn_id: ConnId, now: float) -> dict[str, Any]:
         peer_id = self.peer_of[conn_id]
-        self._unbind(conn_id)
         self._make_gone(peer_id, "unregistered", now)
+        self._unbind(conn_id)  # after: if the store refuses, the session carries on
         return {}
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -223,7 +224,15 @@ class Sessions:
         if peer_id is None:
             return
         self._unbind(conn_id)
-        with self.store.transaction():
+        try:
+            self._record_away(peer_id, now)
+        finally:
+            # The grace runs even if the store refused to record the peer away: liveness
+            # is the connection, and the grace timer is what ends the session.
+            self.ctx.effects.append(ArmTimer("grace", peer_id, now + self.ctx.grace_s))
+
+    def _record_away(self, peer_id: str, now: float) -> None:
+        with self.ctx.transaction():
             self.store.update_peer(peer_id, state="away", away_since=now, last_seen=now)
             row = self.row(peer_id)
             self.ctx.emit(
@@ -236,17 +245,21 @@ class Sessions:
                 },
                 now,
             )
-        self.ctx.effects.append(ArmTimer("grace", peer_id, now + self.ctx.grace_s))
 
     def grace_over(self, peer_id: str, now: float) -> None:
-        """The grace timer of an away peer fired."""
+        """The grace timer of a peer no connection carries fired (its state may still read
+        ``live`` if the store refused to record it away)."""
         row = self.store.get_peer(peer_id)
-        if row is None or row["state"] != "away":
+        if row is None or row["state"] == "gone" or peer_id in self.conn_of:
             return
-        self._make_gone(peer_id, "grace_expired", now)
+        try:
+            self._make_gone(peer_id, "grace_expired", now)
+        except Exception:
+            self.ctx.effects.append(ArmTimer("grace", peer_id, now + STORAGE_RETRY_S))
+            raise
 
     def _make_gone(self, peer_id: str, reason: str, now: float) -> None:
-        with self.store.transaction():
+        with self.ctx.transaction():
             row = self.row(peer_id)
             self.store.update_peer(peer_id, state="gone", away_since=None, last_seen=now)
             self._on_gone(peer_id, now)

@@ -73,7 +73,7 @@ class SharedState:
         if len(value) > limit:
             raise TooLarge("value", limit)
         ttl = params.get("ttl")
-        with self.store.transaction():
+        with self.ctx.transaction():
             row = self._current(namespace, key, now)
             self._check_version(params.get("if_version"), row)
             version = row["version"] + 1 if row is not None else 1
@@ -98,7 +98,7 @@ class SharedState:
     def delete(self, author: str, params: dict[str, Any], now: float) -> dict[str, Any]:
         namespace, key = params["namespace"], params["key"]
         self._check_key(key)
-        with self.store.transaction():
+        with self.ctx.transaction():
             row = self._current(namespace, key, now)
             self._check_version(params.get("if_version"), row)
             if row is None:
@@ -120,7 +120,7 @@ class SharedState:
         rows = self.store.state_expired(now)
         if not rows:
             return 0
-        with self.store.transaction():
+        with self.ctx.transaction():
             for row in rows:
                 self.store.state_delete(row["namespace"], row["key"])
                 self.ctx.emit(
