@@ -1,5 +1,5 @@
 """slm-mesh: the coordination layer for AI coding sessions on one machine."""
 
-from slm_mesh.config import VERSION as __version__
+__version__ = "0.1.0"  # the one place the version is written (pyproject reads it too)
 
 __all__ = ["__version__"]

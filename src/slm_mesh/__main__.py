@@ -1,3 +1,3 @@
-from slm_mesh.cli import main
+from slm_mesh.entry import main
 
 raise SystemExit(main())

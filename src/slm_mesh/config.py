@@ -12,13 +12,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from slm_mesh import __version__, locations
+
 SECONDS = 1.0
 MINUTES = 60 * SECONDS
 HOURS = 60 * MINUTES
 KiB = 1024
 MiB = 1024 * KiB
 
-VERSION = "0.1.0"
+VERSION = __version__
 PROTOCOL_VERSION = 1
 
 DEFAULT_TCP_PORT = 7899
@@ -83,19 +85,11 @@ def _env_float(name: str, default: float) -> float:
 
 
 def default_data_dir() -> Path:
-    raw = os.environ.get("SLM_MESH_DATA_DIR")
-    return Path(raw).expanduser() if raw else Path.home() / ".slm-mesh"
+    return Path(locations.data_dir())
 
 
 def default_socket_path(data_dir: Path) -> Path:
-    raw = os.environ.get("SLM_MESH_SOCKET")
-    if raw:
-        return Path(raw).expanduser()
-    # An explicit data dir keeps everything together (tests, several meshes per user).
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and not os.environ.get("SLM_MESH_DATA_DIR"):
-        return Path(runtime) / "slm-mesh" / "broker.sock"
-    return data_dir / "broker.sock"
+    return Path(locations.socket_path(str(data_dir)))
 
 
 @dataclass(frozen=True)

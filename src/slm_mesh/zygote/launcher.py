@@ -1,0 +1,153 @@
+"""``slm-mesh mcp`` as a tiny launcher: hand this session's stdio to the warm process, then
+wait for the server it forks and exit with its status.
+
+Stdlib only, no cyclopts, no mcp: this runs on every agent start. Whatever goes wrong with
+the fast path (no warm process and none can be started, a version mismatch, a refused
+request, ``SLM_MESH_NO_ZYGOTE=1``), the server runs in this process instead, so
+correctness never depends on it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import sys
+import time
+
+from slm_mesh import locations
+from slm_mesh.zygote import wire
+
+START_TIMEOUT_S = 15.0
+CONNECT_POLL_S = 0.02
+
+
+def run_in_process() -> int:
+    from slm_mesh.mcp_server import main
+
+    return main()
+
+
+def _connect(path: str) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _spawn_warm(data_dir: str) -> None:
+    import subprocess  # only the first session of a while pays for this import
+
+    with open(os.path.join(data_dir, "zygote.log"), "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "slm_mesh.zygote"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=data_dir,
+        )
+
+
+def connect_or_start(data_dir: str, broker_socket: str) -> socket.socket | None:
+    """A connection to the warm process, starting one if none answers (race-free: the
+    first launcher to take ``zygote-start.lock`` starts it, the others wait and connect)."""
+    path = wire.socket_path(broker_socket)
+    sock = _connect(path)
+    if sock is not None:
+        return sock
+    from pathlib import Path
+
+    from slm_mesh.broker.files import ensure_private_dir
+
+    ensure_private_dir(Path(data_dir))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    fd = os.open(os.path.join(data_dir, "zygote-start.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:  # flock with a deadline
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(CONNECT_POLL_S)
+        sock = _connect(path)
+        if sock is not None:
+            return sock
+        _spawn_warm(data_dir)
+        while time.monotonic() < deadline:
+            sock = _connect(path)
+            if sock is not None:
+                return sock
+            time.sleep(CONNECT_POLL_S)
+        return None
+    finally:
+        os.close(fd)
+
+
+def launch() -> int:
+    if os.environ.get("SLM_MESH_NO_ZYGOTE") not in (None, "", "0"):
+        return run_in_process()
+    data_dir = locations.data_dir()
+    try:
+        sock = connect_or_start(data_dir, locations.socket_path(data_dir))
+    except OSError:
+        sock = None
+    if sock is None:
+        return run_in_process()
+    from slm_mesh.zygote.relay import FORWARDED_SIGNALS
+
+    # From the hand-over on, a signal must reach the server, not kill us half-way: hold
+    # them until the relay has its handlers (the mask survives exec).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    with sock:
+        try:
+            wire.send_with_fds(
+                sock,
+                {
+                    "op": "spawn",
+                    "version": wire.code_version(),
+                    "cwd": os.getcwd(),
+                    "env": dict(os.environ),
+                    "argv": sys.argv,
+                    "parent_pid": os.getppid(),
+                },
+                [0, 1, 2],
+            )
+            reader = wire.LineReader(sock)
+            first = _next_message(reader)
+        except OSError:
+            first = None
+        pid = first.get("pid") if first is not None else None
+        if isinstance(pid, int):
+            return _become_relay(sock, pid)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+    return run_in_process()
+
+
+def _next_message(reader: wire.LineReader) -> dict[str, object] | None:
+    while True:
+        messages, closed = reader.read_available()
+        if messages:
+            return messages[0]
+        if closed:
+            return None
+
+
+def _become_relay(sock: socket.socket, pid: int) -> int:
+    """Exec into the minimal relay (same pid, a fraction of the memory); if that can't be
+    done, relay from here."""
+    from slm_mesh.zygote import relay
+
+    fd = sock.fileno()
+    os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    try:
+        os.execv(sys.executable, [sys.executable, "-I", "-S", relay.__file__, str(fd), str(pid)])
+    except OSError:
+        return relay.relay(fd, pid)

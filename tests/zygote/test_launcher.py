@@ -1,0 +1,153 @@
+"""The launcher and the warm process: the forked server behaves exactly like the
+in-process one, follows its agent's lifetime, and the fallback always works."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from slm_mesh.config import Settings
+from slm_mesh.zygote import wire
+from tests.zygote.conftest import (
+    LAUNCHER,
+    Session,
+    maps_library,
+    session_pids,
+    wait_until,
+)
+
+SERVER_ONLY_LIBRARY = "pydantic_core"  # mapped by a process that runs the MCP server
+
+
+def test_the_forked_server_answers_like_the_in_process_one(settings: Settings, spawn: Any) -> None:
+    fast: Session = spawn()
+    fast_init = fast.initialize()
+    slow: Session = spawn(SLM_MESH_NO_ZYGOTE="1")
+    slow_init = slow.initialize()
+    assert fast_init["result"]["capabilities"] == slow_init["result"]["capabilities"]
+    assert fast_init["result"]["instructions"] == slow_init["result"]["instructions"]
+    assert fast.request("tools/list")["result"] == slow.request("tools/list")["result"]
+    # The fast one really ran elsewhere: its launcher never loaded the server's libraries.
+    assert Path(wire.socket_path(settings.socket_path)).exists()
+    assert not maps_library(fast.proc.pid, SERVER_ONLY_LIBRARY)
+    assert maps_library(slow.proc.pid, SERVER_ONLY_LIBRARY)
+    [server] = session_pids(settings.data_dir)
+    assert maps_library(server, SERVER_ONLY_LIBRARY)
+
+
+def test_the_server_gets_the_callers_cwd_and_git_root(
+    settings: Settings, spawn: Any, tmp_short: Path
+) -> None:
+    repo = tmp_short / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/feature-x\n")
+    work = repo / "src"
+    work.mkdir()
+    s: Session = spawn(cwd=work)
+    s.initialize()
+    me = s.tool("mesh_status")["you"]
+    assert me["cwd"] == str(work)
+    assert me["git_branch"] == "feature-x"
+    peers = spawn(cwd=repo, SLM_MESH_NAME="other")
+    peers.initialize()
+    listed = peers.tool("mesh_peers", scope="repo")["peers"]
+    assert [(p["name"], p["git_root"]) for p in listed] == [(me["name"], str(repo))]
+
+
+def test_agent_detection_looks_at_the_launchers_real_parent(
+    settings: Settings, spawn: Any, tmp_short: Path
+) -> None:
+    fake_agent = tmp_short / "cursor"  # a process named "cursor" starts the launcher
+    fake_agent.symlink_to(os.path.realpath(sys.executable))
+    relay = f"import subprocess, sys; sys.exit(subprocess.call({LAUNCHER!r}))"
+    s: Session = spawn(argv=[str(fake_agent), "-c", relay])
+    s.initialize(client="some-unknown-client")
+    assert s.tool("mesh_status")["you"]["agent"] == "cursor"
+
+
+def test_the_server_exits_when_the_agent_closes_stdin(settings: Settings, spawn: Any) -> None:
+    s: Session = spawn()
+    s.initialize()
+    [server] = session_pids(settings.data_dir)
+    s.stdin.close()
+    assert s.proc.wait(30) == 0
+    wait_until(lambda: not _alive(server), 10, "the server to exit")
+
+
+def test_sigterm_to_the_launcher_reaches_the_server(settings: Settings, spawn: Any) -> None:
+    s: Session = spawn()
+    s.initialize()
+    [server] = session_pids(settings.data_dir)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(30) == 0
+    wait_until(lambda: not _alive(server), 10, "the server to exit")
+
+
+def test_no_orphan_survives_a_sigkilled_launcher(settings: Settings, spawn: Any) -> None:
+    s: Session = spawn()
+    s.initialize()
+    me = s.tool("mesh_status")["you"]
+    [server] = session_pids(settings.data_dir)
+    s.proc.kill()
+    s.proc.wait()
+    wait_until(lambda: not _alive(server), 10, "the orphaned server to be stopped")
+    other: Session = spawn()
+    other.initialize()
+    # Its peer is away (killed, not unregistered), then gone after the grace.
+    peers = other.tool("mesh_peers")["peers"]
+    assert [p["status"] for p in peers if p["peer_id"] == me["peer_id"]] in ([], ["away"])
+
+
+def test_with_the_fast_path_disabled_the_launcher_runs_the_server_itself(
+    settings: Settings, spawn: Any
+) -> None:
+    s: Session = spawn(SLM_MESH_NO_ZYGOTE="1")
+    s.initialize()
+    assert s.tool("mesh_status")["you"]["name"]
+    assert not Path(wire.socket_path(settings.socket_path)).exists()
+    assert maps_library(s.proc.pid, SERVER_ONLY_LIBRARY)
+
+
+def test_a_broken_warm_process_falls_back_to_the_in_process_server(
+    settings: Settings, spawn: Any
+) -> None:
+    path = Path(wire.socket_path(settings.socket_path))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    broken = socket.socket(socket.AF_UNIX)
+    broken.bind(str(path))
+    broken.listen(8)
+
+    def accept_and_hang_up() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = broken.accept()
+            conn.recv(65536)
+            conn.close()
+
+    thread = threading.Thread(target=accept_and_hang_up, daemon=True)
+    thread.start()
+    try:
+        s: Session = spawn()
+        s.initialize()
+        assert s.tool("mesh_status")["you"]["name"]
+        assert maps_library(s.proc.pid, SERVER_ONLY_LIBRARY)
+    finally:
+        broken.close()
+        thread.join(5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: its parent just hasn't reaped it yet.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
