@@ -106,7 +106,7 @@ def wait_socket(path: Path) -> None:
 
 
 def timed(fn: Any, n: int) -> list[float]:
-    out = []
+    out: list[float] = []
     for _ in range(n):
         t0 = time.perf_counter_ns()
         fn()
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000, help="idle registered sessions")
     parser.add_argument("--seconds", type=float, default=3.0, help="throughput run length")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     with tempfile.TemporaryDirectory(prefix="smb-", dir="/tmp") as tmp:
@@ -160,7 +160,9 @@ def main() -> None:
         log = open(Path(tmp) / "broker.log", "wb")  # noqa: SIM115
         broker = subprocess.Popen(
             [sys.executable, "-m", "slm_mesh", "broker", "--tcp"],
-            env=env, stdout=log, stderr=log,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         try:
             sock = data / "broker.sock"
@@ -178,14 +180,14 @@ def main() -> None:
             sender.call("peer.register", {"name": "sender", "cwd": "/bench"})
             receiver.call("peer.register", {"name": "receiver", "cwd": "/bench"})
             body = {"to": "receiver", "body": "x" * 200}
-            sends = []
+            sends: list[float] = []
             for _ in range(args.n):
                 t0 = time.perf_counter_ns()
                 sender.call("message.send", body)
                 sends.append(time.perf_counter_ns() - t0)
                 receiver.read()  # keep up with the pushes (a reader 1,000 behind is dropped)
             out["send"] = summary(sends)
-            push = []
+            push: list[float] = []
             for _ in range(args.n):
                 t0 = time.perf_counter_ns()
                 sender.send("message.send", body)
@@ -198,7 +200,9 @@ def main() -> None:
             uds.call("state.set", {"key": "k", "value": 1})
             gen = subprocess.run(
                 [sys.executable, "-c", LOADGEN, str(sock), "10", str(args.seconds)],
-                capture_output=True, check=True, text=True,
+                capture_output=True,
+                check=True,
+                text=True,
             )
             load = json.loads(gen.stdout)
             lat = load.pop("lat")
