@@ -516,3 +516,14 @@ def test_systemd_analyze_is_not_a_rubber_stamp(tmp_short: Path) -> None:
     done = _verify([broken], tmp_short, tmp_short)
     assert done.returncode != 0
     assert "/nonexistent/slm-mesh" in done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="systemd units are for Linux")
+def test_stop_says_that_an_installed_socket_unit_restarts_the_broker(
+    service_cli: Cli, settings: Settings
+) -> None:
+    service_cli.ok("service", "install", "--platform", "systemd", "--no-enable")
+    with broker_process(settings):
+        done = service_cli.run("stop")
+    assert done.returncode == 0, done.stderr
+    assert "systemd starts the broker again on the next connection" in done.stderr

@@ -360,7 +360,7 @@ def lock_list(
     return outcome.run(lambda out: cmd_lock.list_(out, prefix), as_json)
 
 
-@lock_app.command(name="check")
+@lock_app.command(name="check", usage="Usage: slm-mesh lock check [OPTIONS] PATH...")
 def lock_check(
     *paths: Annotated[str, cyclopts.Parameter(help="Paths to check, relative to here.")],
     as_json: Json = False,
@@ -377,7 +377,9 @@ def lock_check(
     return outcome.run(lambda out: cmd_lock.check(out, paths), as_json)
 
 
-@lock_app.command(name="acquire")
+@lock_app.command(
+    name="acquire", usage="Usage: slm-mesh lock acquire [OPTIONS] PATH [--] [COMMAND...]"
+)
 def lock_acquire(
     path: Annotated[str, cyclopts.Parameter(help="Path or glob, relative to here.")],
     /,
@@ -413,7 +415,7 @@ def lock_acquire(
     )
 
 
-@lock_app.command(name="release")
+@lock_app.command(name="release", usage="Usage: slm-mesh lock release [OPTIONS] [PATH...]")
 def lock_release(
     *paths: Annotated[str, cyclopts.Parameter(help="Locked paths, relative to here.")],
     all_: Annotated[

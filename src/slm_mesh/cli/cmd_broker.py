@@ -9,7 +9,8 @@ Rules:
    is free, i.e. the process has let go of the data dir. It never signals a process.
 3. ``clean`` removes only what a dead broker left: it takes the instance lock itself (so
    no broker holds it, and none can start while it works), removes a socket file only when
-   connecting to it is refused, and kills nothing.
+   connecting to it is refused, and kills nothing. Session files of ``lock acquire``
+   holders whose process is gone go too, broker or not.
 """
 
 from __future__ import annotations
@@ -154,11 +155,16 @@ def show_status(out: Output, client: BlockingClient, *, started: bool | None) ->
             ("events", f"{counts['events']} (last #{counts['last_seq']})"),
             (
                 "clients",
-                f"{counts['connections']} connections, {counts['subscribers']} following events",
+                f"{_count(counts['connections'], 'connection')}, "
+                f"{counts['subscribers']} following events",
             ),
             ("idle exit", idle_text),
         ]
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _listener(item: dict[str, Any]) -> str:
@@ -189,7 +195,21 @@ def stop(out: Output, timeout: float) -> int:
         out.json({"stopped": True, "pid": pid})
     else:
         out.line(f"stopped broker pid {pid}")
+    _note_socket_activation(out)
     return OK
+
+
+def _note_socket_activation(out: Output) -> None:
+    """A systemd socket unit starts the broker again on the next connection: say so."""
+    from slm_mesh.cli import cmd_service, units
+
+    if cmd_service.default_platform() != "systemd":
+        return
+    if (cmd_service.target_dir("systemd", None) / units.SOCKET_UNIT).exists():
+        out.note(
+            f"{units.SOCKET_UNIT} is installed: systemd starts the broker again on the next "
+            f"connection (`systemctl --user stop {units.SOCKET_UNIT}` keeps it stopped)"
+        )
 
 
 def instance_lock_held(settings: Settings) -> bool:

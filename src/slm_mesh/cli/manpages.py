@@ -69,7 +69,12 @@ def commands_rst() -> str:
     # Drop the app's own block (usage, description, table of contents, command list):
     # the page's SYNOPSIS and DESCRIPTION say that. Commands start at their first label.
     first = docs.index(".. _cyclopts-slm-mesh-")
-    return docs[first:].strip() + "\n"
+    docs = docs[first:]
+    # A command with a usage line of its own ("Usage: slm-mesh lock check … PATH...") gets
+    # its command chain put in front of it again: say it once.
+    docs = re.sub(r"(?m)^    Usage: (slm-mesh(?: [a-z-]+)*) ", r"    \1 ", docs)
+    docs = re.sub(r"(?m)^    (slm-mesh(?: [a-z-]+)*) \1 ", r"    \1 ", docs)
+    return docs.strip() + "\n"
 
 
 def _generate(app: Any) -> str:

@@ -143,6 +143,7 @@ class Output:
 
     def paint(self, text: str, *codes: str) -> str:
         """``text`` in SGR ``codes`` when stdout is coloured."""
+        codes = tuple(c for c in codes if c)
         if not self.colour or not codes:
             return text
         return f"\x1b[{';'.join(codes)}m{text}\x1b[0m"
