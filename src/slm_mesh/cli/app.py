@@ -39,7 +39,7 @@ Json = Annotated[
         name="--json",
         negative=(),
         show_default=False,
-        help="Print JSON instead of text (see JSON OUTPUT).",
+        help="Print JSON instead of text (shapes: JSON OUTPUT in man slm-mesh).",
     ),
 ]
 Namespace = Annotated[str, cyclopts.Parameter(name=["--namespace", "-n"], help="State namespace.")]
