@@ -110,6 +110,9 @@ class MeshSession:
         self._reconnecting = anyio.Lock()
         self._leaving = False
         self._failure = "still connecting to the broker"
+        # The unread count as last learnt, kept current by pushes (None: ask the broker).
+        self._unread: int | None = None
+        self._pushes_seen = 0
 
     # -- what the MCP side tells us ------------------------------------------------------
 
@@ -174,6 +177,7 @@ class MeshSession:
         if self._resume_token:  # an earlier client of this process registered: be that peer
             params["resume"] = self._resume_token
         registered = await client.register(**params)
+        self.forget_unread()
         self.peer_name = registered.get("name")
         self._resume_token = client.resume_token
         self._registered.set()
@@ -191,6 +195,9 @@ class MeshSession:
         if not isinstance(params, dict):
             return
         if method == "message":
+            self._pushes_seen += 1
+            if self._unread is not None:
+                self._unread += 1
             self.on_message(params)
         elif method == "event":
             seq = params.get("seq")
@@ -217,6 +224,7 @@ class MeshSession:
                     await anyio.sleep(delay)
                     delay = min(delay * 2, MAX_BACKOFF_S)
                     continue
+                self.forget_unread()  # pushes may have been lost with the old connection
                 registered = client.peer_id is not None
                 log.info(
                     "reconnected to the broker; peer %s", client.peer_id if registered else "-"
@@ -266,14 +274,29 @@ class MeshSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def unread_count(self) -> int:
-        """How many messages to this peer are unread (0 if the broker can't say)."""
+        """How many messages to this peer are unread (0 if the broker can't say).
+
+        A known zero is answered without asking the broker (one round trip less on every
+        tool call). It stays exact: a zero is kept only from an answer during which no push
+        arrived, every later message to this peer is pushed (+1), and anything that may
+        change the count otherwise (reading the inbox, a reconnect) forgets it.
+        """
+        if self._unread == 0:
+            return 0
+        seen = self._pushes_seen
         try:
             result = await self.call(
                 "message.inbox", {"unread_only": True, "limit": 1, "mark_read": False}
             )
         except (MeshError, BrokerDown, MaybeDone):
             return 0
-        return int(result.get("unread_left", 0))
+        count = int(result.get("unread_left", 0))
+        self._unread = count if self._pushes_seen == seen else None
+        return count
+
+    def forget_unread(self) -> None:
+        """The count may have changed without a push (inbox read, reconnect)."""
+        self._unread = None
 
     async def subscribe(self, types: list[str] | None) -> dict[str, Any]:
         """Stream events of ``types`` (all when None) to the agent, across reconnects."""

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 RECEIVE_BYTES = 65_536
+# A little slack between the pipe tasks and the dispatcher: a message handed over
+# without a rendezvous saves task switches on every call.
+STREAM_BUFFER = 16
 
 ReadStream = MemoryObjectReceiveStream[SessionMessage | Exception]
 WriteStream = MemoryObjectSendStream[SessionMessage]
@@ -47,8 +50,10 @@ async def open_stdio() -> AsyncIterator[tuple[ReadStream, WriteStream]]:
     with _claimed_stdio() as (in_fd, out_fd):
         stdin = trio.lowlevel.FdStream(in_fd)
         stdout = trio.lowlevel.FdStream(out_fd)
-        read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-        write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
+        read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](
+            STREAM_BUFFER
+        )
+        write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](STREAM_BUFFER)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_read_lines, stdin, read_send)
