@@ -109,7 +109,6 @@ def test_the_protocol_man_page_shows_the_one_liners() -> None:
 
 def test_the_readme_shows_the_one_liners_as_the_tests_run_them() -> None:
     readme = (REPO / "README.md").read_text()
-    if shell_examples.SOCKET_LINE not in readme:
-        pytest.skip("README has no socat section from issue 4 yet")
+    assert shell_examples.SOCKET_LINE in readme
     for example in shell_examples.EXAMPLES:
         assert example.command in readme, example.title
