@@ -105,15 +105,8 @@ hostile = lines() | st.binary(min_size=LINE_CAP - 2, max_size=LINE_CAP + 2).map(
 )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(batch=st.lists(hostile, min_size=1, max_size=8))
-def test_every_hostile_line_gets_its_answer_and_the_connection_stays_usable(
-    broker: BrokerThread, batch: list[bytes]
-) -> None:
+def send_all(broker: BrokerThread, batch: list[bytes]) -> None:
+    """On a fresh connection, each line and its probe."""
     global lines_sent
     conn = broker.connect()
     try:
@@ -123,6 +116,24 @@ def test_every_hostile_line_gets_its_answer_and_the_connection_stays_usable(
             assert broker.errors.take() == [], line
     finally:
         conn.close()
+
+
+SUPPRESS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=SUPPRESS)
+@given(batch=st.lists(hostile, min_size=1, max_size=8))
+def test_every_hostile_line_gets_its_answer_and_the_connection_stays_usable(
+    broker: BrokerThread, batch: list[bytes]
+) -> None:
+    send_all(broker, batch)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None, suppress_health_check=SUPPRESS)
+@given(batch=st.lists(hostile, min_size=1, max_size=8))
+def test_many_more_hostile_lines(broker: BrokerThread, batch: list[bytes]) -> None:
+    send_all(broker, batch)
 
 
 def test_a_client_that_vanishes_mid_push_is_forgotten_without_an_error(
