@@ -2,10 +2,11 @@
 
 A person waits for every command, so the start-up path is kept short: nothing here imports
 mcp or pydantic, and the invocations people and scripts run most (``slm-mesh``,
-``slm-mesh status``, ``slm-mesh version``, each with or without ``--json``, and
-``--version``) skip cyclopts too, whose import alone costs more than the rest of the
-command. They run the very functions the cyclopts app runs for the same arguments; anything
-else, including ``--help``, goes through the app (:mod:`slm_mesh.cli.app`).
+``slm-mesh status``, ``slm-mesh version``, each with or without ``--json``, ``--version``,
+and ``slm-mesh broker [--idle-exit N]`` as auto-start runs it) skip cyclopts too, whose
+import alone costs more than the rest of the command. They run the very functions the
+cyclopts app runs for the same arguments; anything else, including ``--help``, goes
+through the app (:mod:`slm_mesh.cli.app`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,34 @@ import sys
 from collections.abc import Sequence
 
 
+def _fast_broker(args: Sequence[str]) -> int | None:
+    """``slm-mesh broker [--idle-exit N]`` as auto-start runs it (every agent's first
+    session waits for it): straight to the broker, without cyclopts. Any other form of the
+    command (``--tcp``, ``--help``…) goes through the app."""
+    if not args or args[0] != "broker":
+        return None
+    rest = list(args[1:])
+    idle_exit: float | None = None
+    if rest[:1] == ["--idle-exit"] and len(rest) == 2:
+        try:
+            idle_exit = float(rest[1])
+        except ValueError:
+            return None
+        rest = []
+    if rest:
+        return None
+    from slm_mesh.broker.main import run_broker, setup_logging
+    from slm_mesh.config import Settings
+
+    setup_logging(False)
+    return run_broker(Settings.from_env(), idle_exit_s=idle_exit)
+
+
 def _fast(argv: Sequence[str]) -> int | None:
     """The exit status of ``argv`` if it is one of the fast forms, else None."""
+    broker = _fast_broker(argv)
+    if broker is not None:
+        return broker
     args = tuple(argv)
     as_json = False
     if args and args[-1] == "--json":
