@@ -50,6 +50,11 @@ MAX_OUTGOING_QUEUE = 1_000
 # the broker stops reading that client); a push that finds no room disconnects the client.
 MAX_OUTGOING_BYTES = 16 * MiB
 MAX_INFLIGHT_CALLS = 64
+# TCP connections that have not sent a valid mesh.hello yet: a quota of their own and a
+# deadline, since every user of the machine can reach a loopback port and must not be able
+# to use up the owner's connection cap by connecting and saying nothing.
+MAX_UNAUTHENTICATED_CONNECTIONS = 16
+HELLO_TIMEOUT_S = 5 * SECONDS
 RATE_LIMIT_PER_S = 1_000.0
 RATE_LIMIT_BURST = 2_000.0
 
@@ -107,6 +112,7 @@ class Limits:
     max_outgoing_queue: int = MAX_OUTGOING_QUEUE
     max_outgoing_bytes: int = MAX_OUTGOING_BYTES
     max_inflight_calls: int = MAX_INFLIGHT_CALLS
+    max_unauthenticated_connections: int = MAX_UNAUTHENTICATED_CONNECTIONS
     rate_limit_per_s: float = RATE_LIMIT_PER_S
     rate_limit_burst: float = RATE_LIMIT_BURST
 

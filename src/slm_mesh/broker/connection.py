@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from slm_mesh.config import HELLO_TIMEOUT_S
 from slm_mesh.protocol import jsonrpc
 from slm_mesh.protocol.errors import RateLimited, TooLarge, Unauthorized
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
@@ -80,6 +81,7 @@ class Connection:
         self.reading = trio.CancelScope()
         self.closed = False
         self.close_after_answer = False  # set by a failed authentication
+        self._hello_deadline = trio.CancelScope()  # TCP: until mesh.hello authenticates
 
     # -- outgoing ------------------------------------------------------------------------
 
@@ -121,6 +123,21 @@ class Connection:
         else:
             self.queued_bytes += len(item.data)
 
+    def authenticate(self) -> None:
+        """A valid ``mesh.hello``: the connection is the owner's, with no deadline."""
+        self.authenticated = True
+        self._hello_deadline.cancel()
+
+    async def _expect_hello(self) -> None:
+        """TCP: a connection that has not authenticated within ``HELLO_TIMEOUT_S`` is told
+        so and closed, which frees its place in the unauthenticated quota."""
+        with self._hello_deadline:
+            await trio.sleep(HELLO_TIMEOUT_S)
+            self.close_after_answer = True
+            error = Unauthorized(f"unauthorized: no mesh.hello within {HELLO_TIMEOUT_S:g} s")
+            await self.send(jsonrpc.error_response(None, error))
+            self._close_if_unauthorized()
+
     def abort(self) -> None:
         self.closed = True
         self.cancel_scope.cancel()
@@ -154,8 +171,11 @@ class Connection:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._writer)
+                    if not self.authenticated:
+                        nursery.start_soon(self._expect_hello)
                     async with self._send:
                         await self._reader()
+                    self._hello_deadline.cancel()
             except* (trio.BrokenResourceError, trio.ClosedResourceError):
                 # The client went away: reset the connection, or closed it while we wrote.
                 # Nurseries wrap errors in groups, so a plain ``except`` never matched and

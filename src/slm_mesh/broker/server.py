@@ -213,6 +213,14 @@ class Broker:
                 error = QuotaExceeded(f"too many connections (limit {cap})", {"limit": cap})
                 await conn.refuse(error)
                 return
+            quota = self.settings.limits.max_unauthenticated_connections
+            if not conn.authenticated and self._unauthenticated() >= quota:
+                error = QuotaExceeded(
+                    f"too many connections waiting to authenticate (limit {quota})",
+                    {"limit": quota},
+                )
+                await conn.refuse(error)
+                return
             self.conns[conn.id] = conn
             self.all_closed = trio.Event()
             self._touch_idle()
@@ -225,6 +233,9 @@ class Broker:
             conn.closed = True
             self._forget(conn)
             await trio.aclose_forcefully(stream)
+
+    def _unauthenticated(self) -> int:
+        return sum(1 for c in self.conns.values() if not c.authenticated)
 
     def _forget(self, conn: Connection) -> None:
         if self.conns.pop(conn.id, None) is None:
@@ -312,7 +323,7 @@ class Broker:
         if not conn.authenticated:
             if self.token is None or not credentials.token_matches(params.get("token"), self.token):
                 raise Unauthorized("unauthorized: wrong or missing token")
-            conn.authenticated = True
+            conn.authenticate()
         return {
             "version": VERSION,
             "protocol": 1,
