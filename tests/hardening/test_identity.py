@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from slm_mesh.broker.files import StartupError, check_loopback
-from slm_mesh.config import Settings
+from slm_mesh.config import Limits, Settings
 from slm_mesh.protocol import errors
 from tests.wire import broker_env, broker_process, in_process_broker
 
@@ -200,3 +202,35 @@ async def test_no_answer_or_event_shows_a_peers_resume_token(settings: Settings)
         again = await b.connect()
         other = await again.call("peer.register", cwd="/repo", resume=token[:-1] + "x")
         assert other["resumed"] is False and other["name"] != "a"
+
+
+async def test_another_user_holding_tcp_connections_open_cannot_lock_the_owner_out(
+    settings: Settings, autojump_clock: trio.testing.MockClock
+) -> None:
+    """On TCP anyone on the machine can connect before proving anything: connections that
+    have not sent a valid mesh.hello get a small quota of their own and a deadline, so
+    they can't use up the owner's per-uid connection cap."""
+    capped = replace(settings, limits=Limits(max_connections_per_uid=40))
+    async with in_process_broker(capped, tcp=True) as b:
+        assert b.tcp_port is not None
+        squatters = []
+        for _ in range(40):
+            c = await b.connect_tcp()
+            await c.stream.send_all(b'{"jsonrpc":"2.0","id":1,')  # and nothing more
+            squatters.append(c)
+        owner = await b.connect()
+        assert await owner.call("mesh.ping") == "pong"  # the owner still gets in
+        answers = []
+        with trio.fail_after(60):
+            for c in squatters:
+                answers.append(await c.read())
+                assert await c.read_line() == b""  # then closed
+        codes = {a["error"]["code"] for a in answers}
+        assert codes <= {errors.QUOTA_EXCEEDED, errors.UNAUTHORIZED}
+        assert errors.QUOTA_EXCEEDED in codes  # past the quota at once
+        assert errors.UNAUTHORIZED in codes  # the others when their time to say hello ran out
+        assert len(b.broker.conns) == 1  # the owner's
+        token_holder = await b.connect_tcp()
+        assert (await token_holder.call("mesh.hello", token=b.token))["protocol"] == 1
+        await trio.sleep(3600)
+        assert await token_holder.call("mesh.ping") == "pong"  # no deadline once authenticated
