@@ -88,6 +88,25 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+def try_flock(path: Path, *, create: bool = True) -> int | None:
+    """An fd holding an exclusive ``flock`` on ``path``, or None when another process
+    holds it. The kernel drops the lock when the fd closes or the process dies.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist and ``create`` is False.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
 class InstanceLock:
     """The exclusive flock that makes this the only broker of its data dir."""
 
@@ -98,23 +117,10 @@ class InstanceLock:
     def acquire(self) -> None:
         """Raises:
         AlreadyRunning: another broker holds the lock.
-        StartupError: the lock file can't be opened (a read-only data dir).
         """
-        try:
-            fd = os.open(self.settings.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StartupError(
-                f"can't use {self.settings.data_dir}: {exc.strerror}; {_FIX_DIR}"
-            ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunning(
-                    read_pid(self.settings.pid_path), str(self.settings.socket_path)
-                ) from None
-            raise
+        fd = try_flock(self.settings.lock_path)
+        if fd is None:
+            raise AlreadyRunning(read_pid(self.settings.pid_path), str(self.settings.socket_path))
         self.fd = fd
 
     def release(self) -> None:

@@ -16,14 +16,12 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from slm_mesh.broker.files import socket_answers, try_flock
 from slm_mesh.cli import render, shell_sessions
 from slm_mesh.cli.connect import connect, load_settings, permission_problem
 from slm_mesh.cli.outcome import FAILED, OK, CliError, unreachable
@@ -215,17 +213,12 @@ def _note_socket_activation(out: Output) -> None:
 def instance_lock_held(settings: Settings) -> bool:
     """Whether a process holds the broker's instance lock (probing without keeping it)."""
     try:
-        fd = os.open(settings.lock_path, os.O_RDWR | os.O_CLOEXEC)
+        fd = try_flock(settings.lock_path, create=False)
     except FileNotFoundError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    finally:
-        os.close(fd)  # closing drops the lock if we took it
+    if fd is None:
+        return True
+    os.close(fd)  # drops the lock we just took
     return False
 
 
@@ -268,7 +261,7 @@ def _clean_broker_files(
 ) -> None:
     sock = settings.socket_path
     if sock.exists() or sock.is_symlink():
-        if _answers(sock):
+        if socket_answers(sock):
             kept.append(
                 {
                     "path": str(sock),
@@ -287,31 +280,12 @@ def _take_instance_lock(settings: Settings) -> tuple[bool, int | None]:
     """``(True, None)`` when a broker holds the instance lock; else ``(False, fd)`` with the
     lock now held through ``fd`` (None when there is no lock file at all)."""
     try:
-        fd = os.open(settings.lock_path, os.O_RDWR | os.O_CLOEXEC)
+        fd = try_flock(settings.lock_path, create=False)
     except FileNotFoundError:
         return False, None
     except PermissionError as exc:
         raise unreachable(permission_problem(settings) or str(exc)) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True, None
-        raise
-    return False, fd
-
-
-def _answers(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(1.0)
-    try:
-        s.connect(str(path))
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
+    return (True, None) if fd is None else (False, fd)
 
 
 def _remove(path: Path, dry_run: bool, removed: list[str]) -> None:

@@ -17,8 +17,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import gc
 import logging
 import os
@@ -247,18 +245,6 @@ class WarmProcess:
             child.conn.close()
 
 
-def hold_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
-
-
 def start_broker_early(settings: Settings) -> None:
     """If no broker answers, start one now (detached), so it is up by the time the first
     session needs it. Never waits and starts no thread: the warm process must stay
@@ -293,10 +279,10 @@ def preload() -> Callable[[], int]:
 
 
 def serve(settings: Settings, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
-    from slm_mesh.broker.files import bind_unix, ensure_private_dir
+    from slm_mesh.broker.files import bind_unix, ensure_private_dir, try_flock
 
     ensure_private_dir(settings.data_dir)
-    lock_fd = hold_lock(settings.data_dir / "zygote.lock")
+    lock_fd = try_flock(settings.data_dir / "zygote.lock")
     if lock_fd is None:
         print("slm-mesh: a warm process is already running", file=sys.stderr)
         return 0
