@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from slm_mesh.config import Settings
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
-from tests.wire import broker_env
+from tests.wire import alive, broker_env, processes_in
 
 SERVER_ARGV = [sys.executable, "-m", "slm_mesh", "mcp"]
 START_BOUND_S = 60.0  # spawn to initialized; ten servers importing `mcp` at once on 2 CPUs
@@ -268,22 +268,6 @@ async def wait_gone(pid: int) -> None:
         await trio.sleep(POLL_S)
 
 
-def processes_in(data_dir: Path) -> list[int]:
-    """Our processes whose environment points ``SLM_MESH_DATA_DIR`` at ``data_dir``."""
-    wanted = f"SLM_MESH_DATA_DIR={data_dir}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue  # gone, or not ours
-        if wanted in environ.split(b"\0") and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
 def broker_processes(data_dir: Path) -> list[int]:
     """The running ``slm-mesh broker`` processes of ``data_dir``."""
     found = []
@@ -295,16 +279,6 @@ def broker_processes(data_dir: Path) -> list[int]:
         if b"broker" in argv and b"slm_mesh" in argv:
             found.append(pid)
     return found
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a running (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
 
 
 async def _stop(process: trio.Process) -> None:

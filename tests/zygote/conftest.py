@@ -17,26 +17,10 @@ from typing import IO, Any
 import pytest
 
 from slm_mesh.config import Settings
-from tests.wire import broker_env
+from tests.wire import broker_env, processes_in
 
 LAUNCHER = [sys.executable, "-m", "slm_mesh", "mcp"]
 BOUND_S = 60.0
-
-
-def processes_of(data_dir: Path) -> list[int]:
-    """Pids of every process whose environment names this data dir."""
-    marker = f"SLM_MESH_DATA_DIR={data_dir}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
 
 
 def _stat(pid: int) -> list[str]:
@@ -47,7 +31,7 @@ def _stat(pid: int) -> list[str]:
 def session_pids(data_dir: Path) -> list[int]:
     """Pids of the MCP servers the warm process of ``data_dir`` forked (its children that
     still carry its command line, unlike the broker it may have started)."""
-    ours = processes_of(data_dir)
+    ours = processes_in(data_dir)
     warm = []
     for pid in ours:
         with contextlib.suppress(OSError):
@@ -156,7 +140,7 @@ def spawn(settings: Settings) -> Iterator[Any]:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-        for pid in processes_of(settings.data_dir):
+        for pid in processes_in(settings.data_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         log.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from slm_mesh.config import Settings
 from slm_mesh.zygote import wire
+from tests.wire import alive
 from tests.zygote.conftest import (
     LAUNCHER,
     Session,
@@ -77,7 +78,7 @@ def test_the_server_exits_when_the_agent_closes_stdin(settings: Settings, spawn:
     [server] = session_pids(settings.data_dir)
     s.stdin.close()
     assert s.proc.wait(30) == 0
-    wait_until(lambda: not _alive(server), 10, "the server to exit")
+    wait_until(lambda: not alive(server), 10, "the server to exit")
 
 
 def test_sigterm_to_the_launcher_reaches_the_server(settings: Settings, spawn: Any) -> None:
@@ -86,7 +87,7 @@ def test_sigterm_to_the_launcher_reaches_the_server(settings: Settings, spawn: A
     [server] = session_pids(settings.data_dir)
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(30) == 0
-    wait_until(lambda: not _alive(server), 10, "the server to exit")
+    wait_until(lambda: not alive(server), 10, "the server to exit")
 
 
 def test_no_orphan_survives_a_sigkilled_launcher(settings: Settings, spawn: Any) -> None:
@@ -96,7 +97,7 @@ def test_no_orphan_survives_a_sigkilled_launcher(settings: Settings, spawn: Any)
     [server] = session_pids(settings.data_dir)
     s.proc.kill()
     s.proc.wait()
-    wait_until(lambda: not _alive(server), 10, "the orphaned server to be stopped")
+    wait_until(lambda: not alive(server), 10, "the orphaned server to be stopped")
     other: Session = spawn()
     other.initialize()
     # Its peer is away (killed, not unregistered), then gone after the grace.
@@ -139,15 +140,3 @@ def test_a_broken_warm_process_falls_back_to_the_in_process_server(
     finally:
         broken.close()
         thread.join(5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too: its parent just hasn't reaped it yet.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
