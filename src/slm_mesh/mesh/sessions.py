@@ -183,16 +183,7 @@ class Sessions:
         with self.ctx.transaction():
             self.store.update_peer(peer_id, last_seen=now, **fields)
             row = self.row(peer_id)
-            self.ctx.emit(
-                "peer_updated",
-                {
-                    "peer_id": peer_id,
-                    "name": row["name"],
-                    "summary": row["summary"],
-                    "status": row["status"],
-                },
-                now,
-            )
+            self._emit_updated(row, row["status"], now)
         return self.view(row)
 
     def list(self, caller: str | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -231,20 +222,14 @@ class Sessions:
             # is the connection, and the grace timer is what ends the session.
             self.ctx.effects.append(ArmTimer("grace", peer_id, now + self.ctx.grace_s))
 
+    def _emit_updated(self, row: Row, status: str, now: float) -> None:
+        data = {"peer_id": row["id"], "name": row["name"], "summary": row["summary"]}
+        self.ctx.emit("peer_updated", {**data, "status": status}, now)
+
     def _record_away(self, peer_id: str, now: float) -> None:
         with self.ctx.transaction():
             self.store.update_peer(peer_id, state="away", away_since=now, last_seen=now)
-            row = self.row(peer_id)
-            self.ctx.emit(
-                "peer_updated",
-                {
-                    "peer_id": peer_id,
-                    "name": row["name"],
-                    "summary": row["summary"],
-                    "status": "away",
-                },
-                now,
-            )
+            self._emit_updated(self.row(peer_id), "away", now)
 
     def grace_over(self, peer_id: str, now: float) -> None:
         """The grace timer of a peer no connection carries fired (its state may still read
