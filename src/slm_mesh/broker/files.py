@@ -117,8 +117,14 @@ class InstanceLock:
     def acquire(self) -> None:
         """Raises:
         AlreadyRunning: another broker holds the lock.
+        StartupError: the lock file can't be opened (a read-only data dir).
         """
-        fd = try_flock(self.settings.lock_path)
+        try:
+            fd = try_flock(self.settings.lock_path)
+        except OSError as exc:
+            raise StartupError(
+                f"can't use {self.settings.data_dir}: {exc.strerror}; {_FIX_DIR}"
+            ) from exc
         if fd is None:
             raise AlreadyRunning(read_pid(self.settings.pid_path), str(self.settings.socket_path))
         self.fd = fd
