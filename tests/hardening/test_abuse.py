@@ -41,8 +41,9 @@ def logged_errors(settings: Settings) -> list[str]:
 class GoodPeer:
     """A registered peer that keeps making ordinary calls while the abuse goes on."""
 
-    def __init__(self, conn: RawConn) -> None:
+    def __init__(self, conn: RawConn, pause: float) -> None:
         self.conn = conn
+        self.pause = pause
         self.answered = 0
         self.done = trio.Event()
 
@@ -58,14 +59,14 @@ class GoodPeer:
                 await self.conn.call("lock.release", path="/bench/good.py")
             self.answered += 1
             self.conn.notifications.clear()  # broadcasts it receives: read and dropped
-            await trio.sleep(0.005)
+            await trio.sleep(self.pause)
 
 
 @asynccontextmanager
-async def good_peer_alongside(path: Path) -> AsyncIterator[GoodPeer]:
-    """A good peer calling the broker for as long as the block runs; at least one more of
-    its rounds is answered after the block ends."""
-    good = GoodPeer(await RawConn.unix(path))
+async def good_peer_alongside(path: Path, pause: float = 0.005) -> AsyncIterator[GoodPeer]:
+    """A good peer calling the broker for as long as the block runs (four calls, then
+    ``pause`` seconds); at least one more of its rounds is answered after the block ends."""
+    good = GoodPeer(await RawConn.unix(path), pause)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(good.run)
         yield good
@@ -170,7 +171,8 @@ async def test_a_call_flood_is_rate_limited_with_retry_after_and_nobody_else_is(
 ) -> None:
     env = {"SLM_MESH_RATE_LIMIT_PER_S": "200", "SLM_MESH_RATE_LIMIT_BURST": "100"}
     with broker_process(settings, **env):
-        async with good_peer_alongside(settings.socket_path) as good:
+        # The lowered limit binds the good peer too: it stays well under it (80 calls/s).
+        async with good_peer_alongside(settings.socket_path, pause=0.05) as good:
             flooder = await RawConn.unix(settings.socket_path)
             line = b'{"jsonrpc":"2.0","id":1,"method":"mesh.ping"}\n'
             start = trio.current_time()
