@@ -33,10 +33,6 @@ MAX_BODY_BYTES = 64 * KiB
 MAX_SUMMARY_CHARS = 2_500
 MAX_KEY_BYTES = 256
 MAX_VALUE_BYTES = 64 * KiB
-MAX_JSON_DEPTH = 64
-MAX_NAME_CHARS = 64
-MAX_PATH_CHARS = 4_096
-MAX_LOCK_PATHS = 256
 # Characters of message bodies in one inbox answer. JSON-escaped, a character takes at most
 # 6 bytes, so the answer stays under 1 MiB however many messages wait.
 MAX_RESPONSE_BODY_BYTES = 128 * KiB
@@ -60,8 +56,6 @@ RATE_LIMIT_BURST = 2_000.0
 
 # Timing defaults
 DEFAULT_LOCK_TTL_S = 10 * MINUTES
-MAX_LOCK_TTL_S = 24 * HOURS
-MAX_LOCK_WAIT_S = 1 * HOURS
 DEFAULT_GRACE_S = 30 * SECONDS
 DEFAULT_IDLE_EXIT_S = 60 * SECONDS
 SHUTDOWN_DRAIN_S = 2 * SECONDS
@@ -71,12 +65,6 @@ MAINTENANCE_INTERVAL_S = 1 * MINUTES
 PUSHED_FLUSH_S = 0.05 * SECONDS
 CHECKPOINT_INTERVAL_S = 1 * SECONDS
 CHECKPOINT_WAL_BYTES = 4 * MiB
-
-# Page sizes
-DEFAULT_INBOX_LIMIT = 20
-MAX_INBOX_LIMIT = 500
-DEFAULT_EVENT_LIMIT = 50
-MAX_EVENT_LIMIT = 1_000
 
 
 def _env_float(name: str, default: float) -> float:
