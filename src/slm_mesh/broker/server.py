@@ -62,6 +62,7 @@ from slm_mesh.store import StorageError, Store
 from . import credentials
 from .connection import Connection
 from .files import describe
+from .timers import Timers
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,6 @@ class Broker:
         self.token = token
         self.conns: dict[int, Connection] = {}
         self._ids = itertools.count(1)
-        self.timers: dict[tuple[str, Any], trio.CancelScope] = {}
         self.waiting: dict[Waiter, trio.Event] = {}
         self.subscribers: dict[int, frozenset[str] | None] = {}
         self.stopping = False
@@ -129,6 +129,7 @@ class Broker:
         try:
             async with trio.open_nursery() as system:
                 self.system = system
+                self.timers = Timers(system, self._timer_fired)
                 self.mesh.start(self.now())
                 self._apply(self.mesh.drain())
                 with self.handlers_scope:
@@ -402,11 +403,9 @@ class Broker:
                 if conn is not None:
                     conn.push("message", effect.message, effect.message["id"])
             elif isinstance(effect, ArmTimer):
-                self._arm(effect.kind, effect.key, effect.at)
+                self.timers.arm(effect.kind, effect.key, self._trio_time(effect.at))
             elif isinstance(effect, DisarmTimer):
-                scope = self.timers.pop((effect.kind, effect.key), None)
-                if scope is not None:
-                    scope.cancel()
+                self.timers.disarm(effect.kind, effect.key)
             elif isinstance(effect, Granted):
                 event = self.waiting.get(effect.waiter)
                 if event is not None:
@@ -416,22 +415,7 @@ class Broker:
             else:  # pragma: no cover
                 raise InvalidParams("effect", repr(effect))
 
-    def _arm(self, kind: str, key: Any, at: float) -> None:
-        deadline = self._trio_time(at)
-        scope = self.timers.get((kind, key))
-        if scope is not None:
-            scope.deadline = deadline
-            return
-        scope = trio.CancelScope(deadline=deadline)
-        self.timers[(kind, key)] = scope
-        self.system.start_soon(self._timer, kind, key, scope)
-
-    async def _timer(self, kind: str, key: Any, scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep_forever()
-        if self.timers.get((kind, key)) is not scope:
-            return  # disarmed (or replaced) before it fired
-        del self.timers[(kind, key)]
+    def _timer_fired(self, kind: str, key: Any) -> None:
         try:
             self.mesh.timer_fired(kind, key, self.now())
         except Exception as exc:
