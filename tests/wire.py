@@ -261,3 +261,65 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in (b"Z", b"X")
+
+
+class Gone(ConnectionError):
+    """The broker went away (closed the connection, or was killed)."""
+
+
+class LineClient:
+    """A blocking NDJSON client on a plain socket, independent of slm_mesh.client (so
+    tests of the broker don't lean on the code they would be checking)."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rb")
+        self.next_id = 0
+
+    def send(self, method: str, **params: Any) -> int:
+        """Send a request without waiting; its id."""
+        self.next_id += 1
+        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+        try:
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        except OSError as exc:
+            raise Gone from exc
+        return self.next_id
+
+    def read(self) -> Any:
+        """The next message (answer or notification); None once the broker closed."""
+        try:
+            line = self.file.readline()
+        except OSError as exc:
+            raise Gone from exc
+        return json.loads(line) if line else None
+
+    def answer(self) -> dict[str, Any]:
+        """The next answer, skipping notifications.
+
+        Raises:
+            Gone: the connection closed first.
+        """
+        while True:
+            msg = self.read()
+            if msg is None:
+                raise Gone
+            if "id" in msg:
+                return dict(msg)
+
+    def request(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send a request and return its whole answer (result or error)."""
+        self.send(method, **params)
+        return self.answer()
+
+    def call(self, method: str, **params: Any) -> Any:
+        """Send a request that must succeed; its result."""
+        answer = self.request(method, **params)
+        assert "result" in answer, answer
+        return answer["result"]
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()

@@ -1,7 +1,6 @@
 """The broker as a real process: crash safety, single instance, stale files, signals,
 idle exit and socket activation."""
 
-import json
 import os
 import signal
 import socket
@@ -15,41 +14,7 @@ import pytest
 
 from slm_mesh.config import Settings
 from slm_mesh.store import Store
-from tests.wire import broker_env, broker_process, stop_process, wait_for_socket
-
-
-class LineClient:
-    """A blocking NDJSON client on a plain socket, independent of slm_mesh.client."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(10)
-        self.sock.connect(str(path))
-        self.file = self.sock.makefile("rb")
-        self.next_id = 0
-
-    def send(self, method: str, **params: Any) -> int:
-        self.next_id += 1
-        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        return self.next_id
-
-    def read(self) -> Any:
-        line = self.file.readline()
-        return json.loads(line) if line else None
-
-    def call(self, method: str, **params: Any) -> Any:
-        self.send(method, **params)
-        while True:
-            msg = self.read()
-            assert msg is not None, "connection closed"
-            if "id" in msg:
-                assert "result" in msg, msg
-                return msg["result"]
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
+from tests.wire import LineClient, broker_env, broker_process, stop_process, wait_for_socket
 
 
 def test_sigkill_loses_no_message_whose_send_was_answered(settings: Settings) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -24,13 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from slm_mesh.mesh.paths import overlaps
+from tests.wire import Gone, LineClient
 
 LOCK_PATHS = ("/w/a.py", "/w/b.py", "/w/src/x.py", "/w/src/**", "/w/*.py", "/w/src/*.py")
 SHARED_KEY = "shared/counter"
-
-
-class Gone(Exception):
-    """The broker went away (killed)."""
 
 
 @dataclass
@@ -51,44 +47,6 @@ class Ledger:
         self.calls += 1
         if self.calls >= self.kill_at:
             self.reached.set()
-
-
-class LineClient:
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(10)
-        self.sock.connect(str(path))
-        self.file = self.sock.makefile("rb")
-        self.next_id = 0
-
-    def send(self, method: str, **params: Any) -> int:
-        self.next_id += 1
-        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
-        try:
-            self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        except OSError as exc:
-            raise Gone from exc
-        return self.next_id
-
-    def answer(self) -> dict[str, Any]:
-        while True:
-            try:
-                line = self.file.readline()
-            except OSError as exc:
-                raise Gone from exc
-            if not line:
-                raise Gone
-            msg: dict[str, Any] = json.loads(line)
-            if "id" in msg:
-                return msg
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.send(method, **params)
-        return self.answer()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
 
 
 class Worker(threading.Thread):
@@ -125,7 +83,7 @@ class Worker(threading.Thread):
             params: dict[str, Any] = {"name": f"c{self.n}", "cwd": "/w"}
             if self.token:
                 params["resume"] = self.token
-            reg = c.call("peer.register", **params)["result"]
+            reg = c.request("peer.register", **params)["result"]
             self.peer_id, self.token = reg["peer_id"], reg["resume_token"]
             self.registered.set()
             seq = 0
@@ -159,10 +117,10 @@ class Worker(threading.Thread):
     def _own_state(self, c: LineClient, seq: int) -> None:
         key = f"own/c{self.n}"
         if self.own_version < 0:
-            got = c.call("state.get", key=key)["result"]
+            got = c.request("state.get", key=key)["result"]
             self.own_version = got["version"] if got else 0
         value = f"c{self.n}:{seq}"
-        answer = c.call("state.set", key=key, value=value, if_version=self.own_version)
+        answer = c.request("state.set", key=key, value=value, if_version=self.own_version)
         if "result" in answer:
             self.own_version = answer["result"]["version"]
             assert self.own_version >= 1
@@ -172,10 +130,10 @@ class Worker(threading.Thread):
             self.own_version = answer["error"]["data"]["version"]
 
     def _shared_state(self, c: LineClient, seq: int) -> None:
-        got = c.call("state.get", key=SHARED_KEY)["result"]
+        got = c.request("state.get", key=SHARED_KEY)["result"]
         version = got["version"] if got else 0
         value = f"c{self.n}:{seq}"
-        answer = c.call("state.set", key=SHARED_KEY, value=value, if_version=version)
+        answer = c.request("state.set", key=SHARED_KEY, value=value, if_version=version)
         if "result" in answer:
             assert answer["result"]["version"] == version + 1
             self._record_state(SHARED_KEY, version + 1, value)
@@ -191,7 +149,7 @@ class Worker(threading.Thread):
         path = self.rnd.choice(LOCK_PATHS)
         mode = self.rnd.choice(("exclusive", "shared"))
         key = (self.peer_id, path)
-        answer = c.call("lock.acquire", path=path, mode=mode, ttl=600)
+        answer = c.request("lock.acquire", path=path, mode=mode, ttl=600)
         if "result" not in answer:
             assert answer["error"]["code"] == -32003, answer
             return
@@ -201,7 +159,7 @@ class Worker(threading.Thread):
         if self.rnd.random() < 0.7:
             with self.ledger.lock:
                 self.ledger.held[key] = False  # from the moment it is sent, it may be gone
-            c.call("lock.release", path=path)
+            c.request("lock.release", path=path)
 
 
 def run_until_killed(

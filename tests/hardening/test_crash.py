@@ -12,8 +12,8 @@ import signal
 import pytest
 
 from slm_mesh.config import Settings
-from tests.hardening.crashload import Ledger, LineClient, finish, run_until_killed, verify
-from tests.wire import broker_process
+from tests.hardening.crashload import Ledger, finish, run_until_killed, verify
+from tests.wire import LineClient, broker_process
 
 CLIENTS = 10
 
@@ -21,7 +21,7 @@ CLIENTS = 10
 def restarted_and_recovered(settings: Settings) -> None:
     """The restarted broker answers, so its recovery (run before it accepts) is done."""
     c = LineClient(settings.socket_path)
-    assert c.call("mesh.ping")["result"] == "pong"
+    assert c.request("mesh.ping")["result"] == "pong"
     c.close()
 
 

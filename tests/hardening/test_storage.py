@@ -21,9 +21,8 @@ import pytest
 from slm_mesh.config import Settings
 from slm_mesh.protocol import errors
 from slm_mesh.store import SCHEMA_VERSION, Store
-from tests.hardening.crashload import LineClient
 from tests.hardening.disk import Disk
-from tests.wire import broker_env, stop_process, wait_for_socket
+from tests.wire import LineClient, broker_env, stop_process, wait_for_socket
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def refused(settings: Settings, disk: Disk | None = None, *, full: bool = False)
 
 
 def call(c: LineClient, method: str, **params: Any) -> dict[str, Any]:
-    return c.call(method, **params)
+    return c.request(method, **params)
 
 
 def test_a_full_disk_at_start_is_refused_saying_so_not_calling_the_database_corrupt(
