@@ -30,6 +30,10 @@ from typing import Any
 
 import trio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.wire import processes_in
+
 LAUNCHER = [sys.executable, "-m", "slm_mesh", "mcp"]
 BOUND_S = 60.0
 # How often a session looks for its peers: as an agent might, not a busy loop that would
@@ -55,19 +59,8 @@ def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def processes_of(data_dir: Path) -> list[int]:
-    marker = f"SLM_MESH_DATA_DIR={data_dir}".encode()
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    out.append(int(entry.name))
-    return out
-
-
 def kill_all(data_dir: Path) -> None:
-    for pid in processes_of(data_dir):
+    for pid in processes_in(data_dir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -202,7 +195,7 @@ async def part_cold(n: int, data_dir: Path) -> dict[str, Any]:
                 for i in range(n):
                     nursery.start_soon(one, i)
         await trio.sleep(0.5)
-        pids = processes_of(data_dir)
+        pids = processes_in(data_dir)
         pss["total_kb"] = sum(pss_kb(p) for p in pids)
         pss["processes"] = len(pids)
     return {
