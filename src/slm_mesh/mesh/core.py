@@ -63,9 +63,6 @@ class Mesh:
     def drain(self) -> list[Effect]:
         return self.ctx.drain()
 
-    def handles(self, method: str) -> bool:
-        return method in self._handlers
-
     def call(self, conn_id: ConnId, method: str, params: dict[str, Any], now: float) -> Any:
         """Run one validated call. May return a :class:`Waiter` (``lock.acquire`` queued).
 
