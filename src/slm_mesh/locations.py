@@ -23,3 +23,21 @@ def socket_path(data_dir: str) -> str:
     if runtime and not os.environ.get("SLM_MESH_DATA_DIR"):
         return os.path.join(runtime, "slm-mesh", "broker.sock")
     return os.path.join(data_dir, "broker.sock")
+
+
+class NotPrivate(Exception):
+    """The data folder can't be made ours alone; the message says why and what to do."""
+
+
+def ensure_private_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` (and parents) and make it 0700, refusing one owned by someone else."""
+    where = os.fspath(path)
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        st = os.stat(where)
+        if st.st_uid != os.geteuid():
+            raise NotPrivate(f"{where} belongs to uid {st.st_uid}, not to you; fix its owner")
+        if st.st_mode & 0o777 != 0o700:
+            os.chmod(where, 0o700)
+    except PermissionError as exc:
+        raise NotPrivate(f"can't use {where}: {exc.strerror}; check its permissions") from exc

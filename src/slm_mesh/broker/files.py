@@ -22,6 +22,7 @@ import os
 import socket
 from pathlib import Path
 
+from slm_mesh import locations
 from slm_mesh.config import TCP_PORT_SPAN, Settings
 
 SD_LISTEN_FDS_START = 3
@@ -49,14 +50,9 @@ class StartupError(Exception):
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) and make it 0700, refusing one owned by someone else."""
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = path.stat()
-        if st.st_uid != os.geteuid():
-            raise StartupError(f"{path} belongs to uid {st.st_uid}, not to you; fix its owner")
-        if st.st_mode & 0o777 != 0o700:
-            path.chmod(0o700)
-    except PermissionError as exc:
-        raise StartupError(f"can't use {path}: {exc.strerror}; check its permissions") from exc
+        locations.ensure_private_dir(path)
+    except locations.NotPrivate as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def write_private(path: Path, text: str) -> None:

@@ -1,23 +1,30 @@
 """``slm-mesh mcp`` as a tiny launcher: hand this session's stdio to the warm process, then
 wait for the server it forks and exit with its status.
 
-Stdlib only, no cyclopts, no mcp: this runs on every agent start. Whatever goes wrong with
-the fast path (no warm process and none can be started, a version mismatch, a refused
+Stdlib only, no cyclopts, no mcp: this runs on every agent start, so it imports C modules
+(``_socket``, ``_signal``) rather than the Python wrappers, whose ``enum`` import would
+double its start-up time (``tests/zygote/test_lean.py`` holds it to that). Whatever goes
+wrong with the fast path (no warm process and none can be started, a version mismatch, a refused
 request, ``SLM_MESH_NO_ZYGOTE=1``), the server runs in this process instead, so
 correctness never depends on it.
 """
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
-import signal
-import socket
 import sys
 import time
 
 from slm_mesh import locations
 from slm_mesh.zygote import wire
+
+TYPE_CHECKING = False  # not typing's, nor signal's: each would import enum
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal
 
 START_TIMEOUT_S = 15.0
 CONNECT_POLL_S = 0.02
@@ -29,10 +36,10 @@ def run_in_process() -> int:
     return main()
 
 
-def _connect(path: str) -> socket.socket | None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> _socket.socket | None:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock.connect(str(path))
+        sock.connect(path)
     except OSError:
         sock.close()
         return None
@@ -53,18 +60,14 @@ def _spawn_warm(data_dir: str) -> None:
         )
 
 
-def connect_or_start(data_dir: str, broker_socket: str) -> socket.socket | None:
+def connect_or_start(data_dir: str, broker_socket: str) -> _socket.socket | None:
     """A connection to the warm process, starting one if none answers (race-free: the
     first launcher to take ``zygote-start.lock`` starts it, the others wait and connect)."""
     path = wire.socket_path(broker_socket)
     sock = _connect(path)
     if sock is not None:
         return sock
-    from pathlib import Path
-
-    from slm_mesh.broker.files import ensure_private_dir
-
-    ensure_private_dir(Path(data_dir))
+    locations.ensure_private_dir(data_dir)
     deadline = time.monotonic() + START_TIMEOUT_S
     fd = os.open(os.path.join(data_dir, "zygote-start.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -96,16 +99,16 @@ def launch() -> int:
     data_dir = locations.data_dir()
     try:
         sock = connect_or_start(data_dir, locations.socket_path(data_dir))
-    except OSError:
-        sock = None
+    except (OSError, locations.NotPrivate):
+        sock = None  # the in-process server meets the same problem and says so
     if sock is None:
         return run_in_process()
     from slm_mesh.zygote.relay import FORWARDED_SIGNALS
 
     # From the hand-over on, a signal must reach the server, not kill us half-way: hold
     # them until the relay has its handlers (the mask survives exec).
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
-    with sock:
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    try:
         try:
             wire.send_with_fds(
                 sock,
@@ -125,29 +128,38 @@ def launch() -> int:
             first = None
         pid = first.get("pid") if first is not None else None
         if isinstance(pid, int):
-            return _become_relay(sock, pid)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+            return _become_relay(sock, pid, reader.buf)
+    finally:
+        sock.close()
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     return run_in_process()
 
 
 def _next_message(reader: wire.LineReader) -> dict[str, object] | None:
+    """The first message; whatever came with it stays in ``reader.buf``."""
     while True:
-        messages, closed = reader.read_available()
-        if messages:
-            return messages[0]
-        if closed:
+        line, found, rest = reader.buf.partition(b"\n")
+        if found:
+            reader.buf = rest
+            return wire.decode(line)
+        if not reader.receive():
             return None
 
 
-def _become_relay(sock: socket.socket, pid: int) -> int:
+def _become_relay(sock: _socket.socket, pid: int, early: bytes) -> int:
     """Exec into the minimal relay (same pid, a fraction of the memory); if that can't be
-    done, relay from here."""
+    done, relay from here. ``early``: lines that came with the pid (a server that already
+    ended), handed on so its status is not lost."""
     from slm_mesh.zygote import relay
 
+    code = relay.exit_code(early.partition(b"\n")[0])
+    if code is not None:
+        return code
     fd = sock.fileno()
     os.set_inheritable(fd, True)
     sys.stdout.flush()
+    argv = [sys.executable, "-I", "-S", relay.__file__, str(fd), str(pid)]
     try:
-        os.execv(sys.executable, [sys.executable, "-I", "-S", relay.__file__, str(fd), str(pid)])
+        os.execv(sys.executable, [*argv, early.decode()] if early else argv)
     except OSError:
-        return relay.relay(fd, pid)
+        return relay.relay(fd, pid, early)

@@ -1,23 +1,41 @@
 """What the launcher becomes once the warm process has forked its server: a minimal
-process (``python -I -S relay.py FD PID``, stdlib only, no site) that forwards the signals
-it gets to the server and exits with the server's status.
+process (``python -I -S relay.py FD PID``, no site, C modules only) that forwards the
+signals it gets to the server and exits with the server's status.
 
 The launcher execs into this so that each live session costs one small interpreter instead
 of one with site-packages loaded: the pid the agent watches stays the same. Run as a
-script it imports nothing from slm_mesh; the launcher also calls :func:`relay` directly
-when it can't exec.
+script it imports nothing from slm_mesh (``-I`` keeps its folder off ``sys.path``); the
+launcher also calls :func:`relay` directly when it can't exec.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import sys
 import time
 
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+TYPE_CHECKING = False  # not typing's, nor signal's: each would import enum
+if TYPE_CHECKING:
+    import signal as _signal
+else:
+    import _signal
+
+FORWARDED_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+_EXIT_PREFIX = b'{"exit":'
+
+
+def exit_code(line: bytes) -> int | None:
+    """The status in an ``{"exit":N}`` line, as a shell gives it (128 + N when killed by
+    signal N); None for any other line. It is the one message a relay gets, written by
+    :func:`slm_mesh.zygote.wire.encode`, so this reads exactly that form."""
+    text = line.strip()
+    if not (text.startswith(_EXIT_PREFIX) and text.endswith(b"}")):
+        return None
+    try:
+        code = int(text[len(_EXIT_PREFIX) : -1])
+    except ValueError:
+        return None
+    return code if code >= 0 else 128 - code
 
 
 def _alive(pid: int) -> bool:
@@ -30,21 +48,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def relay(fd: int, pid: int) -> int:
-    """Forward signals to the server over ``fd`` until it exits; return its status as a
-    shell would (128 + N when killed by signal N)."""
+def relay(fd: int, pid: int, buf: bytes = b"") -> int:
+    """Forward signals to the server over ``fd`` until it exits; return its status.
+    ``buf``: what the launcher had already read past the ``{"pid"}`` line."""
 
     def forward(signum: int, frame: object) -> None:
-        with contextlib.suppress(OSError):
-            os.write(fd, json.dumps({"op": "signal", "signum": signum}).encode() + b"\n")
+        try:  # noqa: SIM105 - contextlib is one import more on every agent start
+            os.write(fd, b'{"op":"signal","signum":%d}\n' % signum)
+        except OSError:
+            pass
 
     for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
+        _signal.signal(signum, forward)
     # The launcher blocked these before handing over (the mask survives exec): any that
     # arrived in between are delivered now, to the handlers above.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    buf = b""
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     while True:
+        while b"\n" in buf:
+            line, _, buf = buf.partition(b"\n")
+            code = exit_code(line)
+            if code is not None:
+                return code
         try:
             chunk = os.read(fd, 65536)
         except InterruptedError:
@@ -57,16 +81,8 @@ def relay(fd: int, pid: int) -> int:
                 time.sleep(0.1)
             return 1
         buf += chunk
-        while b"\n" in buf:
-            line, _, buf = buf.partition(b"\n")
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            code = msg.get("exit") if isinstance(msg, dict) else None
-            if isinstance(code, int):
-                return code if code >= 0 else 128 - code
 
 
 if __name__ == "__main__":
-    sys.exit(relay(int(sys.argv[1]), int(sys.argv[2])))
+    early = sys.argv[3].encode() if len(sys.argv) > 3 else b""
+    sys.exit(relay(int(sys.argv[1]), int(sys.argv[2]), early))

@@ -10,20 +10,89 @@ Warm process → launcher:
 - ``{"exit": code}``: it ended with this exit code (negative: killed by that signal)
 - ``{"error": "..."}``: it could not be started (the launcher runs the server itself)
 
-Stdlib only: the launcher imports this on every agent start.
+The launcher imports this on every agent start, so it imports only C modules: not
+:mod:`socket`, :mod:`json` or :mod:`typing`, whose imports (``enum``, ``re``…) would cost
+more than the rest of the launcher. JSON goes through ``_json``, the accelerator
+:mod:`json` itself uses; where it is missing, through :mod:`json`.
 """
 
 from __future__ import annotations
 
-import array
-import json
 import os
-import socket
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing alone costs ~10 ms here
+
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class FdSocket(Protocol):  # socket.socket and _socket.socket alike
+        def sendmsg(self, buffers: list[bytes], ancdata: list[Any], /) -> int: ...
+        def recvmsg(
+            self, bufsize: int, ancbufsize: int, /
+        ) -> tuple[bytes, list[Any], int, Any]: ...
+        def recv(self, bufsize: int, /) -> bytes: ...
+        def sendall(self, data: bytes, /) -> None: ...
+
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 FD_COUNT = 3
+_INT_SIZE = 4  # a C int, as SCM_RIGHTS carries fds
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+class _ScanContext:
+    """What ``_json.make_scanner`` reads off a JSONDecoder."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> object:
+        raise ValueError(f"{name} is not allowed")
+
+
+try:
+    import _json
+
+    _encoder = _json.make_encoder(
+        None, _refuse, _json.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+    _scanner = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+
+    def encode(message: dict[str, Any]) -> bytes:
+        """One wire line: compact JSON, ASCII, ending in a newline."""
+        return "".join(_encoder(message, 0)).encode() + b"\n"
+
+    def decode(line: bytes) -> dict[str, Any] | None:
+        """The object on one line, or None if it is not one."""
+        try:
+            text = line.decode()
+            value, end = _scanner(text, 0)
+        except (ValueError, StopIteration):  # StopIteration: not JSON at all
+            return None
+        if text[end:].strip():
+            return None
+        return value if isinstance(value, dict) else None
+
+except (ImportError, AttributeError):  # pragma: no cover - CPython always has _json
+    import json
+
+    def encode(message: dict[str, Any]) -> bytes:
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+    def decode(line: bytes) -> dict[str, Any] | None:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
 def socket_path(broker_socket: str | os.PathLike[str]) -> str:
@@ -39,63 +108,66 @@ def code_version() -> str:
     return f"{slm_mesh.__version__}|{os.path.realpath(sys.executable)}|{slm_mesh.__file__}"
 
 
-def send_with_fds(sock: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
-    data = json.dumps(message).encode() + b"\n"
-    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+def send_with_fds(sock: FdSocket, message: dict[str, Any], fds: list[int]) -> None:
+    from _socket import SCM_RIGHTS, SOL_SOCKET
+
+    packed = b"".join(fd.to_bytes(_INT_SIZE, sys.byteorder, signed=True) for fd in fds)
+    sock.sendmsg([encode(message)], [(SOL_SOCKET, SCM_RIGHTS, packed)])
 
 
-def send(sock: socket.socket, message: dict[str, Any]) -> None:
-    sock.sendall(json.dumps(message).encode() + b"\n")
+def send(sock: FdSocket, message: dict[str, Any]) -> None:
+    sock.sendall(encode(message))
 
 
-def receive_with_fds(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+def receive_with_fds(sock: FdSocket) -> tuple[dict[str, Any] | None, list[int]]:
     """The first message and the fds that came with it. Reads until a newline."""
-    fds = array.array("i")
+    from _socket import CMSG_LEN, SCM_RIGHTS, SOL_SOCKET
+
+    fds: list[int] = []
     data = b""
     while b"\n" not in data:
-        msg, ancdata, _flags, _addr = sock.recvmsg(65536, socket.CMSG_LEN(FD_COUNT * fds.itemsize))
+        msg, ancdata, _flags, _addr = sock.recvmsg(65536, CMSG_LEN(FD_COUNT * _INT_SIZE))
         for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(payload) - (len(payload) % fds.itemsize)
-                fds.frombytes(payload[:usable])
+            if level == SOL_SOCKET and kind == SCM_RIGHTS:
+                usable = len(payload) - (len(payload) % _INT_SIZE)
+                fds += [
+                    int.from_bytes(payload[i : i + _INT_SIZE], sys.byteorder, signed=True)
+                    for i in range(0, usable, _INT_SIZE)
+                ]
         if not msg:
             break
         data += msg
         if len(data) > MAX_MESSAGE_BYTES:
             break
     line, _, _rest = data.partition(b"\n")
-    try:
-        parsed = json.loads(line)
-    except ValueError:
-        parsed = None
-    return (parsed if isinstance(parsed, dict) else None), list(fds)
+    return decode(line), fds
 
 
 class LineReader:
     """Reads JSON lines from a blocking or non-blocking socket."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: FdSocket) -> None:
         self.sock = sock
         self.buf = b""
 
-    def read_available(self) -> tuple[list[dict[str, Any]], bool]:
-        """Messages that are complete now, and whether the other side closed."""
+    def receive(self) -> bool:
+        """Read what is there into ``buf``; False once the other side has closed."""
         try:
             chunk = self.sock.recv(65536)
         except BlockingIOError:
-            chunk = None
+            return True
         except OSError:
-            chunk = b""
-        closed = chunk == b""
-        if chunk:
-            self.buf += chunk
+            return False
+        self.buf += chunk
+        return bool(chunk)
+
+    def read_available(self) -> tuple[list[dict[str, Any]], bool]:
+        """Messages that are complete now, and whether the other side closed."""
+        still_open = self.receive()
         out = []
         while b"\n" in self.buf:
             line, _, self.buf = self.buf.partition(b"\n")
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
+            value = decode(line)
+            if value is not None:
                 out.append(value)
-        return out, closed
+        return out, not still_open
