@@ -106,7 +106,7 @@ def launch() -> int:
     from slm_mesh.zygote.relay import FORWARDED_SIGNALS
 
     # From the hand-over on, a signal must reach the server, not kill us half-way: hold
-    # them until the relay has its handlers (the mask survives exec).
+    # them until the relay has its handlers.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
         try:
@@ -147,19 +147,6 @@ def _next_message(reader: wire.LineReader) -> dict[str, object] | None:
 
 
 def _become_relay(sock: _socket.socket, pid: int, early: bytes) -> int:
-    """Exec into the minimal relay (same pid, a fraction of the memory); if that can't be
-    done, relay from here. ``early``: lines that came with the pid (a server that already
-    ended), handed on so its status is not lost."""
     from slm_mesh.zygote import relay
 
-    code = relay.exit_code(early.partition(b"\n")[0])
-    if code is not None:
-        return code
-    fd = sock.fileno()
-    os.set_inheritable(fd, True)
-    sys.stdout.flush()
-    argv = [sys.executable, "-I", "-S", relay.__file__, str(fd), str(pid)]
-    try:
-        os.execv(sys.executable, [*argv, early.decode()] if early else argv)
-    except OSError:
-        return relay.relay(fd, pid, early)
+    return relay.relay(sock.fileno(), pid, early)
