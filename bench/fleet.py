@@ -4,16 +4,22 @@
     python bench/fleet.py --only cold50    # one part: cold50 fresh10 single pss throughput channel
     SLM_MESH_NO_ZYGOTE=1 python bench/fleet.py   # the same without the warm process
 
-Each session is a real launcher process (``python -m slm_mesh mcp``) spoken to over its
+Each session is a real launcher process (the installed ``slm-mesh mcp``) spoken to over its
 stdin/stdout with the MCP JSON-RPC lines an agent sends (initialize at 2025-11-25, then
 tools/call). The load generator of the throughput figure runs in a process of its own and
 reports its CPU time. Every process of a run lives in a temp data dir and is killed by pid
 at the end of its part.
+
+Before measuring, the package is byte-compiled, as ``pip install`` does for a regular
+install (an editable one writes its ``.pyc`` files on first import, unless
+``PYTHONDONTWRITEBYTECODE`` is set, as it is on some CI machines: then every start would
+compile our modules from source and the figures would measure that).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -34,7 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.wire import processes_in
 
-LAUNCHER = [sys.executable, "-m", "slm_mesh", "mcp"]
+import slm_mesh
+
+# What an agent's MCP config runs: the installed command, not ``python -m``.
+LAUNCHER = [str(Path(sys.executable).parent / "slm-mesh"), "mcp"]
 BOUND_S = 60.0
 # How often a session looks for its peers: as an agent might, not a busy loop that would
 # itself eat the CPU the fifty sessions need to start.
@@ -387,6 +396,7 @@ def main() -> None:
     if args.loadgen:
         print(json.dumps(trio.run(loadgen, Path(args.loadgen), 10, args.seconds)))
         return
+    compileall.compile_dir(Path(slm_mesh.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory(prefix="smf-", dir="/tmp") as tmp:
         try:
             print(json.dumps(trio.run(main_async, args, Path(tmp)), indent=2))

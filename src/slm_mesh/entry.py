@@ -1,4 +1,4 @@
-"""The ``slm-mesh`` console script. ``slm-mesh mcp`` (what every agent starts) goes
+"""The ``slm-mesh`` command (``bin/slm-mesh``). ``slm-mesh mcp`` (what every agent starts) goes
 straight to the stdlib-only launcher; everything else loads the cyclopts CLI."""
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from slm_mesh.zygote import relay, wire
 
 # Python wrappers whose imports (enum, re, functools…) would cost the launcher more than
 # everything else it does.
+COMMAND = Path(__file__).resolve().parents[2] / "bin" / "slm-mesh"  # what pip installs
 HEAVY = {"json", "re", "enum", "typing", "socket", "signal", "selectors", "subprocess"}
 
 
