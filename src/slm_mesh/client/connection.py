@@ -1,10 +1,11 @@
 """One open stream to the broker, for :class:`slm_mesh.client.aio.MeshClient`.
 
 A :class:`Connection` runs as one task in the client's task group, with a reader and a
-writer inside its own cancel scope. It dies exactly once, in :meth:`Connection.fail`: the
-waiting calls get the :class:`ConnectionLost`, the push stream is closed for sending (the
-consumer reads what is buffered, then the stream ends), the scope is cancelled and the
-socket is closed. See the rules in ``aio.py``.
+flusher inside its own cancel scope; a call writes its request itself when the socket
+takes it (:mod:`slm_mesh.client.eager`). It dies exactly once, in
+:meth:`Connection.fail`: the waiting calls get the :class:`ConnectionLost`, the push
+stream is closed for sending (the consumer reads what is buffered, then the stream ends),
+the scope is cancelled and the socket is closed. See the rules in ``aio.py``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import trio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from slm_mesh.client.address import Address
+from slm_mesh.client.eager import EagerWriter, nonblocking_writer, refuse
 from slm_mesh.client.wire import ConnectionLost, Malformed, Push, Response, parse_incoming
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
 
 log = logging.getLogger(__name__)
 
-WRITE_QUEUE = 64  # request lines waiting for the writer; callers beyond it wait their turn
+WRITE_HIGH_WATER = 256 * 1024  # bytes of requests waiting for the socket before callers wait
 RECEIVE_BYTES = 65_536
 
 
@@ -94,7 +97,7 @@ class Connection:
         self._waiting: dict[int, _Waiter] = {}
         self._lines = LineBuffer(max_line_bytes)
         self._scope = anyio.CancelScope()
-        self._outgoing, self._to_write = anyio.create_memory_object_stream[bytes](WRITE_QUEUE)
+        self._writer = _writer_for(stream)
         self._pushes, receive = anyio.create_memory_object_stream[tuple[str, Any]](
             notification_buffer
         )
@@ -106,23 +109,26 @@ class Connection:
             with self._scope:
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self._read)
-                    task_group.start_soon(self._write)
+                    task_group.start_soon(self._flush)
                     task_status.started()
         finally:
             self.fail(ConnectionLost(f"connection to {self.address} closed"))
-            self._to_write.close()
             with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
     async def call(self, id_: int, line: bytes) -> Any:
-        """Queue ``line`` (a request with ``id_``) and wait for its response's result."""
+        """Send ``line`` (a request with ``id_``) and wait for its response's result."""
         waiter = _Waiter()
         self._waiting[id_] = waiter
         try:
             try:
-                await self._outgoing.send(line)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._writer.write(line)
+            except anyio.BrokenResourceError as exc:
+                self._fail_from(exc.__cause__ or exc, "sending to the broker failed")
+            except anyio.ClosedResourceError:
                 waiter.settle(self.lost or ConnectionLost("connection closed"))
+            else:
+                await self._writer.wait_for_room()
             await waiter.done.wait()
         finally:
             del self._waiting[id_]
@@ -147,16 +153,13 @@ class Connection:
         for waiter in self._waiting.values():
             waiter.settle(exc)
         self._pushes.close()
-        self._outgoing.close()
+        self._writer.close()
         self._scope.cancel()
 
-    async def _write(self) -> None:
-        async for line in self._to_write:
-            try:
-                await self.stream.send(line)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                self._fail_from(exc, "sending to the broker failed")
-                return
+    async def _flush(self) -> None:
+        await self._writer.flush()
+        if self._writer.error is not None:
+            self._fail_from(self._writer.error, "sending to the broker failed")
 
     async def _read(self) -> None:
         while True:
@@ -202,3 +205,21 @@ class Connection:
         exc = ConnectionLost(f"{what}: {cause}")
         exc.__cause__ = cause
         self.fail(exc)
+
+
+def _writer_for(stream: anyio.abc.ByteStream) -> EagerWriter:
+    """Callers write straight to the socket under trio, whose stream owns only the reading
+    side then (its ``send`` would return only once all is written, so nothing of ours can
+    overtake it). Elsewhere every line goes through the flusher and the stream."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is not None and _in_trio():
+        return nonblocking_writer(raw.send, raw, WRITE_HIGH_WATER)
+    return EagerWriter(refuse, stream.send, WRITE_HIGH_WATER)
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

@@ -327,6 +327,8 @@ class MeshSession:
     async def _wait_registered(self) -> MeshClient:
         if self._leaving:
             raise BrokerDown("the MCP server is shutting down")
+        if self._client is not None and self._registered.is_set():
+            return self._client  # every call but the first: no timer, no checkpoint
         with anyio.move_on_after(REGISTER_WAIT_S):
             await self._registered.wait()
         if self._client is None or not self._registered.is_set():
