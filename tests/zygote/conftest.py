@@ -23,7 +23,7 @@ LAUNCHER = [sys.executable, "-m", "slm_mesh", "mcp"]
 BOUND_S = 60.0
 
 
-def _stat(pid: int) -> list[str]:
+def proc_stat(pid: int) -> list[str]:
     """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
 
@@ -40,7 +40,7 @@ def session_pids(data_dir: Path) -> list[int]:
     out = []
     for pid in warm:
         with contextlib.suppress(OSError):
-            state, ppid = _stat(pid)[:2]
+            state, ppid = proc_stat(pid)[:2]
             if int(ppid) in warm and state != "Z":
                 out.append(pid)
     return out

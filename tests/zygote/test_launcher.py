@@ -19,6 +19,7 @@ from tests.zygote.conftest import (
     LAUNCHER,
     Session,
     maps_library,
+    proc_stat,
     session_pids,
     wait_until,
 )
@@ -103,6 +104,19 @@ def test_no_orphan_survives_a_sigkilled_launcher(settings: Settings, spawn: Any)
     # Its peer is away (killed, not unregistered), then gone after the grace.
     peers = other.tool("mesh_peers")["peers"]
     assert [p["status"] for p in peers if p["peer_id"] == me["peer_id"]] in ([], ["away"])
+
+
+def test_the_warm_process_never_lingers_as_a_zombie_of_the_first_launcher(
+    settings: Settings, spawn: Any
+) -> None:
+    s: Session = spawn()
+    s.initialize()
+    [server] = session_pids(settings.data_dir)
+    warm = int(proc_stat(server)[1])  # the server's parent
+    assert int(proc_stat(warm)[1]) == s.proc.pid  # the first launcher started it
+    os.kill(warm, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{warm}").exists(), 10, "the warm process to be reaped")
+    assert s.tool("mesh_status")["you"]["name"]  # the session goes on without it
 
 
 def test_with_the_fast_path_disabled_the_launcher_runs_the_server_itself(

@@ -83,10 +83,12 @@ def test_the_relay_ignores_other_messages(message: dict[str, object] | None) -> 
 
 def test_the_relay_returns_a_status_that_arrived_with_the_pid() -> None:
     r, w = os.pipe()
+    changed = (*relay.FORWARDED_SIGNALS, signal.SIGCHLD)
+    saved = {signum: signal.getsignal(signum) for signum in changed}
     try:
         os.close(w)  # nothing more will come: the status must be in what we pass
         assert relay.relay(r, os.getpid(), wire.encode({"pid": 5}) + wire.encode({"exit": 3})) == 3
     finally:
         os.close(r)
-        for signum in relay.FORWARDED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

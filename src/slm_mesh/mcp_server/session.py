@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -155,8 +156,16 @@ class MeshSession:
         delay = FIRST_BACKOFF_S
         while True:
             try:
-                await ensure_broker(self.settings)
-                async with MeshClient.open(self.settings, client_name=CLIENT_NAME) as client:
+                async with contextlib.AsyncExitStack() as stack:
+                    try:  # the broker is usually up: no probe first
+                        client = await stack.enter_async_context(
+                            MeshClient.open(self.settings, client_name=CLIENT_NAME)
+                        )
+                    except BrokerUnreachable:
+                        await ensure_broker(self.settings)  # start one, or wait for it
+                        client = await stack.enter_async_context(
+                            MeshClient.open(self.settings, client_name=CLIENT_NAME)
+                        )
                     self._client = client
                     try:
                         await self._register(client)

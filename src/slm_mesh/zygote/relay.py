@@ -42,6 +42,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _reap_exited() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def relay(fd: int, pid: int, buf: bytes = b"") -> int:
     """Forward signals to the server over ``fd`` (the connection to the warm process)
     until it exits; return its status. ``buf``: what had already been read past the
@@ -55,6 +65,10 @@ def relay(fd: int, pid: int, buf: bytes = b"") -> int:
 
     for signum in FORWARDED_SIGNALS:
         _signal.signal(signum, forward)
+    # The first launcher of a while started the warm process: when that one ends, the
+    # kernel reaps it rather than leave a zombie under us (we start no other child).
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
+    _reap_exited()
     # The launcher blocked these before handing over: any that arrived in between are
     # delivered now, to the handlers above.
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
