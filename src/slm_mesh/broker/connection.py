@@ -18,12 +18,18 @@ Rules:
    the broker. Undelivered messages stay queued for the peer's next session.
 4. When the client closes its end, answers already made are flushed before the connection
    closes; calls still waiting (a queued ``lock.acquire``) are given up: the caller left.
+5. No task hop where none is needed: while nothing is queued, an answer or push is written
+   by the task that has it, and only what the kernel does not take is queued for the
+   writer; input is read straight from the socket, with a checkpoint at least every
+   :data:`READS_BEFORE_YIELD` reads so a client that keeps sending never starves the
+   others. A call costs the broker's event loop one pass instead of four.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVE_CHUNK = 64 * 1024
+READS_BEFORE_YIELD = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +89,16 @@ class Connection:
         self.closed = False
         self.close_after_answer = False  # set by a failed authentication
         self._hello_deadline = trio.CancelScope()  # TCP: until mesh.hello authenticates
+        self._fd = stream.socket.fileno()
+        self._reads_without_yield = 0
 
     # -- outgoing ------------------------------------------------------------------------
 
     async def send(self, message: Any) -> None:
         """Queue an answer, waiting for room (backpressure on a client that doesn't read)."""
         item = Outgoing(jsonrpc.encode(message))
+        if self._write_now(item):
+            return
         size = len(item.data)
         while self.queued_bytes and self.queued_bytes + size > self.max_outgoing_bytes // 2:
             await self._room.park()
@@ -106,6 +117,8 @@ class Connection:
         item = Outgoing(jsonrpc.encode(jsonrpc.notification(method, params)))
         if message_id is not None:
             item.pushed_ids.append(message_id)
+        if self._write_now(item):
+            return
         try:
             if self.queued_bytes + len(item.data) > self.max_outgoing_bytes:
                 raise trio.WouldBlock
@@ -122,6 +135,47 @@ class Connection:
             pass
         else:
             self.queued_bytes += len(item.data)
+
+    def _write_now(self, item: Outgoing) -> bool:
+        """Write ``item`` from the calling task if nothing is queued before it (rule 5).
+        True if it is taken care of: written, queued in part, or dropped with a connection
+        that just failed."""
+        if self.queued_bytes or self.closed:
+            return False
+        try:
+            written = os.write(self._fd, item.data)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            log.debug("connection %d: write failed: %s", self.id, exc)
+            self.abort()
+            return True
+        if written < len(item.data):
+            # The queue is empty, so the rest fits: it goes out first, by the writer.
+            rest = Outgoing(item.data[written:], item.pushed_ids)
+            self._send.send_nowait(rest)
+            self.queued_bytes += len(rest.data)
+        elif item.pushed_ids:
+            self.broker.messages_pushed(item.pushed_ids)
+        return True
+
+    async def _read_some(self) -> bytes:
+        """The next bytes from the client, b"" at its end (rule 5)."""
+        while True:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                data = os.read(self._fd, RECEIVE_CHUNK)
+            except BlockingIOError:
+                self._reads_without_yield = 0
+                await trio.lowlevel.wait_readable(self._fd)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            self._reads_without_yield += 1
+            if self._reads_without_yield >= READS_BEFORE_YIELD:
+                self._reads_without_yield = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
 
     def authenticate(self) -> None:
         """A valid ``mesh.hello``: the connection is the owner's, with no deadline."""
@@ -200,7 +254,7 @@ class Connection:
         async with trio.open_nursery() as calls:
             with self.reading:
                 while True:
-                    data = await self.stream.receive_some(RECEIVE_CHUNK)
+                    data = await self._read_some()
                     if not data:
                         # The client is gone (or closed its sending side). Calls that were
                         # answered inline are already queued; the ones still waiting (a
