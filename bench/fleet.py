@@ -2,13 +2,18 @@
 
     python bench/fleet.py                  # everything (about a minute)
     python bench/fleet.py --only cold50    # one part: cold50 fresh10 single pss throughput channel
+    python bench/fleet.py --client raw     # sessions driven by hand-written lines, not the SDK
     SLM_MESH_NO_ZYGOTE=1 python bench/fleet.py   # the same without the warm process
 
-Each session is a real launcher process (the installed ``slm-mesh mcp``) spoken to over its
-stdin/stdout with the MCP JSON-RPC lines an agent sends (initialize at 2025-11-25, then
-tools/call). The load generator of the throughput figure runs in a process of its own and
-reports its CPU time. Every process of a run lives in a temp data dir and is killed by pid
-at the end of its part.
+Each session is a real launcher process (the installed ``slm-mesh mcp``) driven over its
+stdin/stdout by the mcp SDK's ``ClientSession``, as an agent drives it: ``initialize`` at
+2025-11-25, ``tools/list`` (the SDK lists the tools to check each result against its
+output schema), then ``tools/call``; channel notifications arrive through a
+``NotificationBinding``. ``--client raw`` drives them with the same JSON-RPC lines written
+by hand instead, which costs the driving process far less CPU: the difference between the
+two runs is the client's share of a 2-core machine. The load generator of the throughput
+figure runs in a process of its own and reports its CPU time. Every process of a run lives
+in a temp data dir and is killed by pid at the end of its part.
 
 Before measuring, the package is byte-compiled, as ``pip install`` does for a regular
 install (an editable one writes its ``.pyc`` files on first import, unless
@@ -84,8 +89,8 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-class Session:
-    """One agent session: a launcher process and the MCP lines on its pipes."""
+class RawSession:
+    """One agent session: a launcher process and MCP lines written by hand on its pipes."""
 
     def __init__(self, proc: trio.Process) -> None:
         self.proc = proc
@@ -144,11 +149,79 @@ class Session:
             raise RuntimeError(result)
         return dict(result["structuredContent"])
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self.read_loop()
+
+    async def close(self) -> None:
+        """End the session as an agent does: close the server's stdin."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            assert self.proc.stdin is not None
+            await self.proc.stdin.aclose()
+
+
+class SdkSession:
+    """One agent session driven by the mcp SDK's ``ClientSession``."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        self.channel: list[tuple[float, dict[str, Any]]] = []
+        self.channel_event = trio.Event()
+        self._session: Any = None
+        self._release = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        import mcp_types
+        from mcp.client.extension import NotificationBinding
+        from mcp.client.session import ClientSession
+        from tests.mcp.harness import CHANNEL_METHOD, ChannelParams, process_streams
+
+        async def on_channel(params: ChannelParams) -> None:
+            self.channel.append((time.perf_counter(), params.model_dump()))
+            self.channel_event.set()
+
+        binding = NotificationBinding(
+            method=CHANNEL_METHOD, params_type=ChannelParams, handler=on_channel
+        )
+        async with (
+            process_streams(self.proc) as (read, write),
+            ClientSession(
+                read,
+                write,
+                client_info=mcp_types.Implementation(name="claude-code", version="bench"),
+                notification_bindings=[binding],
+            ) as session,
+        ):
+            self._session = session
+            task_status.started()
+            await self._release.wait()
+
+    async def initialize(self) -> None:
+        with trio.fail_after(BOUND_S):
+            await self._session.initialize()
+
+    async def tool(self, name: str, **arguments: Any) -> dict[str, Any]:
+        with trio.fail_after(BOUND_S):
+            result = await self._session.call_tool(name, arguments)
+        if result.is_error or result.structured_content is None:
+            raise RuntimeError(result)
+        return dict(result.structured_content)
+
+    async def close(self) -> None:
+        self._release.set()
+
+
+Session = RawSession | SdkSession
+
+
+CLIENTS: dict[str, type[RawSession] | type[SdkSession]] = {"sdk": SdkSession, "raw": RawSession}
+CLIENT = "sdk"  # --client
+
 
 @contextlib.asynccontextmanager
 async def fleet(data_dir: Path) -> AsyncIterator[Any]:
-    """``spawn(name) -> Session``; at the end every session's stdin is closed and every
-    process of the data dir killed."""
+    """``spawn(name) -> Session``; at the end every session is closed (stdin EOF) and
+    every process of the data dir killed."""
     sessions: list[Session] = []
     async with trio.open_nursery() as nursery:
 
@@ -160,18 +233,16 @@ async def fleet(data_dir: Path) -> AsyncIterator[Any]:
                 stderr=subprocess.DEVNULL,
                 env=env_for(data_dir, SLM_MESH_NAME=name),
             )
-            session = Session(proc)
+            session = CLIENTS[CLIENT](proc)
             sessions.append(session)
-            nursery.start_soon(session.read_loop)
+            await nursery.start(session.run)
             return session
 
         try:
             yield spawn
         finally:
             for s in sessions:
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    assert s.proc.stdin is not None
-                    await s.proc.stdin.aclose()
+                await s.close()
             with trio.move_on_after(5):
                 for s in sessions:
                     await s.proc.wait()
@@ -254,8 +325,7 @@ async def part_single(root: Path, repeats: int) -> dict[str, Any]:
             s = await spawn("probe")
             await s.initialize()
             dt = time.perf_counter() - t0
-            assert s.proc.stdin is not None
-            await s.proc.stdin.aclose()
+            await s.close()
             with trio.fail_after(BOUND_S):
                 await s.proc.wait()
             return dt
@@ -346,7 +416,16 @@ async def loadgen(data_dir: Path, sessions: int, seconds: float) -> dict[str, An
 def part_throughput(root: Path, seconds: float) -> dict[str, Any]:
     """Run the load generator in a process of its own."""
     out = subprocess.run(
-        [sys.executable, __file__, "--loadgen", str(root / "load"), "--seconds", str(seconds)],
+        [
+            sys.executable,
+            __file__,
+            "--loadgen",
+            str(root / "load"),
+            "--seconds",
+            str(seconds),
+            "--client",
+            CLIENT,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -370,6 +449,7 @@ async def main_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "zygote": not os.environ.get("SLM_MESH_NO_ZYGOTE"),
+        "client": CLIENT,
     }
     if "single" in parts:
         out["single"] = await part_single(root, args.repeats)
@@ -385,14 +465,17 @@ async def main_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    global CLIENT
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated parts to run")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--client", choices=sorted(CLIENTS), default=CLIENT)
     parser.add_argument("--loadgen", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    CLIENT = args.client
     if args.loadgen:
         print(json.dumps(trio.run(loadgen, Path(args.loadgen), 10, args.seconds)))
         return

@@ -190,7 +190,7 @@ class Mesh:
         )
         self.pids.append(process.pid)
         try:
-            async with _process_streams(process) as (read, write):
+            async with process_streams(process) as (read, write):
                 holder: list[Agent] = []
 
                 async def deliver(params: ChannelParams) -> None:
@@ -290,7 +290,7 @@ async def _stop(process: trio.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _process_streams(
+async def process_streams(
     process: trio.Process,
 ) -> AsyncIterator[
     tuple[

@@ -1,6 +1,6 @@
 """Benchmark of ``slm-mesh mcp`` as real processes: prints one JSON object of figures.
 
-    python bench/mcp.py [--calls 200] [--pushes 200] [--starts 5]
+    python bench/mcp_server.py [--calls 200] [--pushes 200] [--starts 5]
 
 Figures (milliseconds unless the name says otherwise):
 
