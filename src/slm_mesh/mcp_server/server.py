@@ -101,9 +101,9 @@ class ToolBox:
         return self._tools
 
 
-def build_server(session: MeshSession) -> Server[Any]:
+def build_server(box: ToolBox) -> Server[Any]:
     """The low-level server with the eight tools and the instructions."""
-    box = ToolBox(session)
+    session = box.session
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: mcp_types.PaginatedRequestParams | None
@@ -137,7 +137,8 @@ async def run(settings: Settings | None = None) -> int:
     forwarder = ChannelForwarder()
     session.on_message = lambda message: forwarder.offer(channel.message_notification(message))
     session.on_event = lambda event: forwarder.offer(channel.event_notification(event))
-    server = build_server(session)
+    box = ToolBox(session)
+    server = build_server(box)
     options = server.create_initialization_options(
         experimental_capabilities={channel.CHANNEL_CAPABILITY: {}}
     )
@@ -159,6 +160,9 @@ async def run(settings: Settings | None = None) -> int:
             stop.set()
 
         async with trio.open_nursery() as nursery:
+            from slm_mesh.mcp_server.fastcall import FastCalls
+
+            read_stream.intercept = FastCalls(box, connection, write_stream, nursery).intercept
             nursery.start_soon(_stop_on_signal, stop)
             nursery.start_soon(session.run, connection.initialized)
             nursery.start_soon(forwarder.run, connection)

@@ -28,7 +28,7 @@ import collections
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 
 import anyio
@@ -79,6 +79,7 @@ class StdinMessages:
         self._room = trio.Event()
         self._ended = False  # EOF or a read error: what is queued is the last
         self._closed = False  # the consumer closed it
+        self.intercept: Callable[[bytes], bool] | None = None  # True: the line is taken
 
     async def pump(self) -> None:
         """Read stdin until EOF (rules 2, 3, 5)."""
@@ -99,6 +100,8 @@ class StdinMessages:
                     if isinstance(line, LineTooLong):
                         log.warning("dropped a request line over %d bytes", line.limit)
                         continue
+                    if self.intercept is not None and self.intercept(line):
+                        continue  # answered beside the SDK (mcp_server.fastcall)
                     self._put(_parse(line))
                 while len(self._items) >= READ_AHEAD and not self._closed:
                     self._room = trio.Event()

@@ -1,0 +1,197 @@
+"""tools/call beside the SDK's dispatch: taken only when plain, answered exactly as the SDK
+answers, cancellable by the peer, answered CONNECTION_CLOSED at shutdown."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+from mcp_types import CallToolResult, TextContent
+from mcp_types.jsonrpc import CONNECTION_CLOSED
+
+from slm_mesh.config import Settings
+from slm_mesh.mcp_server.fastcall import FastCalls
+from tests.mcp.raw import BOUND_S, raw_server
+
+
+class Eager:
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, line: bytes) -> None:
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        self.lines.append(json.loads(line))
+
+    async def wait_for_room(self) -> None:
+        return None
+
+
+class Out:
+    def __init__(self) -> None:
+        self.eager = Eager()
+
+
+class Connection:
+    def __init__(self, accepted: bool = True, version: str = "2025-11-25") -> None:
+        self.initialize_accepted = accepted
+        self.protocol_version = version
+
+
+class Tools:
+    """Stands in for the tool handlers: answers at once, or when released."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.hold = False
+        self.started = trio.Event()
+
+    async def call(self, name: str, arguments: dict[str, Any] | None) -> CallToolResult:
+        self.started.set()
+        if self.hold:
+            await self.release.wait()
+        if name == "boom":
+            raise ValueError("a bug")
+        text = json.dumps({"name": name, "arguments": arguments})
+        return CallToolResult(content=[TextContent(type="text", text=text)])
+
+
+class Box:
+    def __init__(self) -> None:
+        self.tools = Tools()
+
+
+def line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
+
+
+def call(id_: Any = 1, **params: Any) -> dict[str, Any]:
+    params = params or {"name": "mesh_status", "arguments": {}}
+    return {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+
+
+def fast_calls(nursery: trio.Nursery, **connection: Any) -> tuple[FastCalls, Box, Out]:
+    box, out = Box(), Out()
+    fast = FastCalls(box, Connection(**connection), out, nursery)  # type: ignore[arg-type]
+    return fast, box, out
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        call(),
+        call("req-7"),
+        call(name="mesh_peers"),  # no arguments at all
+        call(name="mesh_state", arguments={"action": "get", "key": "k"}),
+    ],
+)
+async def test_a_plain_tools_call_is_taken_and_answered(message: dict[str, Any]) -> None:
+    async with trio.open_nursery() as nursery:
+        fast, _box, out = fast_calls(nursery)
+        assert fast.intercept(line(message))
+    [answer] = out.eager.lines
+    assert answer["id"] == message["id"]
+    assert answer["result"]["content"][0]["type"] == "text"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        call(name="x", arguments={}, _meta={"progressToken": 1}),  # progress: the SDK's
+        call(name="x", arguments={}, task={"ttl": 1000}),  # a task-augmented call
+        call(name="x", arguments=[1, 2]),  # invalid params: the SDK says so
+        call(name=3, arguments={}),
+        call(True),  # a bool is not an id
+        call(None),
+        {**call(), "jsonrpc": "1.0"},
+        {**call(), "extra": 1},
+        {**call(), "params": None},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "x"}},  # a notification
+    ],
+)
+async def test_anything_out_of_the_ordinary_is_left_to_the_sdk(message: dict[str, Any]) -> None:
+    async with trio.open_nursery() as nursery:
+        fast, _box, out = fast_calls(nursery)
+        assert not fast.intercept(line(message))
+    assert out.eager.lines == []
+
+
+@pytest.mark.parametrize("connection", [{"accepted": False}, {"version": "2026-07-28"}])
+async def test_before_initialize_or_on_a_modern_connection_the_sdk_answers(
+    connection: dict[str, Any],
+) -> None:
+    async with trio.open_nursery() as nursery:
+        fast, _box, _out = fast_calls(nursery, **connection)
+        assert not fast.intercept(line(call()))
+
+
+async def test_a_handler_bug_is_answered_as_the_sdk_answers_it() -> None:
+    async with trio.open_nursery() as nursery:
+        fast, _box, out = fast_calls(nursery)
+        assert fast.intercept(line(call(name="boom", arguments={})))
+    error = {"code": 0, "message": "a bug"}
+    assert out.eager.lines == [{"jsonrpc": "2.0", "id": 1, "error": error}]
+
+
+@pytest.mark.parametrize("request_id", [5, "5"])  # a stringified id still correlates
+async def test_a_call_the_peer_cancels_is_stopped_and_never_answered(request_id: Any) -> None:
+    async with trio.open_nursery() as nursery:
+        fast, box, out = fast_calls(nursery)
+        box.tools.hold = True
+        assert fast.intercept(line(call(5)))
+        await box.tools.started.wait()
+        cancel = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": request_id, "reason": "user"},
+        }
+        assert not fast.intercept(line(cancel))  # the SDK gets it too
+    assert out.eager.lines == []  # the held call ended (the nursery closed) unanswered
+
+
+async def test_a_call_cut_off_by_shutdown_is_answered_connection_closed() -> None:
+    out_lines: list[dict[str, Any]] = []
+    async with trio.open_nursery() as nursery:
+        fast, box, out = fast_calls(nursery)
+        out_lines = out.eager.lines
+        box.tools.hold = True
+        assert fast.intercept(line(call(9)))
+        await box.tools.started.wait()
+        nursery.cancel_scope.cancel()
+    error = {"code": CONNECTION_CLOSED, "message": "Connection closed"}
+    assert out_lines == [{"jsonrpc": "2.0", "id": 9, "error": error}]
+
+
+CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("mesh_state", {"action": "set", "key": "k", "value": {"a": [1, "é"]}}),
+    ("mesh_state", {"action": "get", "key": "k"}),
+    ("mesh_state", {"action": "get", "key": "missing"}),
+    ("mesh_state", {}),  # a bad argument: an isError result
+    ("no_such_tool", {}),
+    ("mesh_lock", {"action": "query", "filePath": "src/a.py"}),
+    ("mesh_inbox", {}),
+]
+
+
+async def test_both_paths_answer_the_same(settings: Settings) -> None:
+    async with raw_server(settings) as client:
+        for i, (name, arguments) in enumerate(CALLS):
+            fast_id, sdk_id = 100 + 2 * i, 101 + 2 * i
+            await client.tool(fast_id, name, **arguments)
+            with trio.fail_after(BOUND_S):
+                fast = await client.answer(fast_id)
+            # The same call with an empty _meta goes through the SDK (rule 1).
+            params = {"name": name, "arguments": arguments, "_meta": {}}
+            request = {"jsonrpc": "2.0", "id": sdk_id, "method": "tools/call", "params": params}
+            await client.send(request)
+            with trio.fail_after(BOUND_S):
+                sdk = await client.answer(sdk_id)
+            assert fast.keys() == sdk.keys() == {"jsonrpc", "id", "result"}, (name, fast, sdk)
+            if name == "mesh_state" and arguments.get("action") == "set":
+                # The second set bumped the version: the rest is the same.
+                fast["result"]["structuredContent"].pop("version")
+                sdk["result"]["structuredContent"].pop("version")
+                fast["result"]["content"] = sdk["result"]["content"] = None
+            assert fast["result"] == sdk["result"], name
