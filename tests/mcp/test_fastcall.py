@@ -12,7 +12,7 @@ from mcp_types import CallToolResult, TextContent
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
 from slm_mesh.config import Settings
-from slm_mesh.mcp_server.fastcall import FastCalls
+from slm_mesh.mcp_server.fastcall import MAX_IN_FLIGHT, FastCalls
 from tests.mcp.raw import BOUND_S, raw_server
 
 
@@ -125,6 +125,16 @@ async def test_before_initialize_or_on_a_modern_connection_the_sdk_answers(
     async with trio.open_nursery() as nursery:
         fast, _box, _out = fast_calls(nursery, **connection)
         assert not fast.intercept(line(call()))
+
+
+async def test_past_its_limit_of_calls_in_flight_the_sdk_takes_the_rest() -> None:
+    async with trio.open_nursery() as nursery:
+        fast, box, out = fast_calls(nursery)
+        box.tools.hold = True
+        assert all(fast.intercept(line(call(i))) for i in range(MAX_IN_FLIGHT))
+        assert not fast.intercept(line(call(MAX_IN_FLIGHT)))
+        box.tools.release.set()
+    assert len(out.eager.lines) == MAX_IN_FLIGHT
 
 
 async def test_a_handler_bug_is_answered_as_the_sdk_answers_it() -> None:

@@ -24,6 +24,9 @@ Rules:
    notification still goes on to the SDK, which ignores an id it does not know.
 4. A call cut off by the server's shutdown is answered with ``CONNECTION_CLOSED``, as
    the SDK answers its own.
+5. At most :data:`MAX_IN_FLIGHT` calls run here at once; past that, requests go to the
+   SDK, whose bounded read-ahead then stops the reading of stdin (a client that floods
+   calls gets backpressure, not an unbounded pile of tasks).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ CANCELLED = "notifications/cancelled"
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAM_KEYS = frozenset({"name", "arguments"})
 _MARKERS = (b'"tools/call"', b'"notifications/cancelled"')
+MAX_IN_FLIGHT = 64
 
 
 class _InFlight:
@@ -95,15 +99,17 @@ class FastCalls:
             return False  # rule 3: the SDK sees it too
         if method != METHOD or not self._eligible(message):
             return False
-        params = message["params"]
-        self._nursery.start_soon(self._call, message["id"], params["name"], params.get("arguments"))
+        params, id_ = message["params"], message["id"]
+        call = self._in_flight[coerce_request_id(id_)] = _InFlight()  # counted from now
+        self._nursery.start_soon(self._call, call, id_, params["name"], params.get("arguments"))
         return True
 
     def _eligible(self, message: dict[str, Any]) -> bool:
         id_ = message.get("id")
         params = message.get("params")
         return (
-            message.keys() <= _REQUEST_KEYS
+            len(self._in_flight) < MAX_IN_FLIGHT
+            and message.keys() <= _REQUEST_KEYS
             and message.get("jsonrpc") == "2.0"
             and (type(id_) is int or type(id_) is str)
             and isinstance(params, dict)
@@ -123,9 +129,10 @@ class FastCalls:
             call.peer_cancelled = True
             call.scope.cancel()
 
-    async def _call(self, id_: int | str, name: str, arguments: dict[str, Any] | None) -> None:
+    async def _call(
+        self, call: _InFlight, id_: int | str, name: str, arguments: dict[str, Any] | None
+    ) -> None:
         key = coerce_request_id(id_)
-        call = self._in_flight[key] = _InFlight()
         answer: dict[str, Any] | None = None
         try:
             with call.scope:
