@@ -31,9 +31,9 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from types import TracebackType
 
 import anyio
+import anyio.abc
 import mcp_types
 import trio
 from mcp.shared.message import SessionMessage
@@ -72,7 +72,7 @@ async def open_stdio() -> AsyncIterator[tuple[StdinMessages, StdoutMessages]]:
             flushing.cancel_scope.deadline = trio.current_time() + FLUSH_ON_EXIT_S
 
 
-class StdinMessages:
+class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
     """The SDK's read stream (``mcp.shared._stream_protocols.ReadStream``) over stdin."""
 
     def __init__(self, fd: int) -> None:
@@ -151,19 +151,8 @@ class StdinMessages:
         self._room.set()
         self._arrived.set()
 
-    async def __aenter__(self) -> StdinMessages:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class StdoutMessages:
+class StdoutMessages(anyio.abc.AsyncResource):
     """The SDK's write stream (``mcp.shared._stream_protocols.WriteStream``) to stdout."""
 
     def __init__(self, fd: int) -> None:
@@ -182,17 +171,6 @@ class StdoutMessages:
 
     async def aclose(self) -> None:
         self.eager.close()
-
-    async def __aenter__(self) -> StdoutMessages:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _parse(line: bytes) -> Incoming:
