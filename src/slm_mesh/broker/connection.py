@@ -20,13 +20,14 @@ Rules:
    closes; calls still waiting (a queued ``lock.acquire``) are given up: the caller left.
 5. No task hop where none is needed: while nothing is queued, an answer or push is written
    by the task that has it, and only what the kernel does not take is queued for the
-   writer; input is read straight from the socket, with a checkpoint at least every
-   :data:`READS_BEFORE_YIELD` reads so a client that keeps sending never starves the
-   others. A call costs the broker's event loop one pass instead of four.
+   writer; input is read straight from the socket (:mod:`slm_mesh.direct_read`, which
+   yields now and then so a client that keeps sending never starves the others). A call
+   costs the broker's event loop one pass instead of four.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from slm_mesh.config import HELLO_TIMEOUT_S
+from slm_mesh.direct_read import DirectReader
 from slm_mesh.protocol import jsonrpc
 from slm_mesh.protocol.errors import RateLimited, TooLarge, Unauthorized
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
@@ -50,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIVE_CHUNK = 64 * 1024
-READS_BEFORE_YIELD = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,9 @@ class Connection:
         self.closed = False
         self.close_after_answer = False  # set by a failed authentication
         self._hello_deadline = trio.CancelScope()  # TCP: until mesh.hello authenticates
-        self._fd = stream.socket.fileno()
-        self._reads_without_yield = 0
+        fd = stream.socket.fileno()
+        self._fd = fd
+        self._input = DirectReader(functools.partial(os.read, fd), fd, RECEIVE_CHUNK)
 
     # -- outgoing ------------------------------------------------------------------------
 
@@ -161,21 +163,10 @@ class Connection:
 
     async def _read_some(self) -> bytes:
         """The next bytes from the client, b"" at its end (rule 5)."""
-        while True:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                data = os.read(self._fd, RECEIVE_CHUNK)
-            except BlockingIOError:
-                self._reads_without_yield = 0
-                await trio.lowlevel.wait_readable(self._fd)
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            self._reads_without_yield += 1
-            if self._reads_without_yield >= READS_BEFORE_YIELD:
-                self._reads_without_yield = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+        try:
+            return await self._input.receive()
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
 
     def authenticate(self) -> None:
         """A valid ``mesh.hello``: the connection is the owner's, with no deadline."""

@@ -10,7 +10,9 @@ the scope is cancelled and the socket is closed. See the rules in ``aio.py``.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -21,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from slm_mesh.client.address import Address
 from slm_mesh.client.eager import EagerWriter, nonblocking_writer, refuse
 from slm_mesh.client.wire import ConnectionLost, Malformed, Push, Response, parse_incoming
+from slm_mesh.direct_read import DirectReader
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
 
 log = logging.getLogger(__name__)
@@ -162,14 +165,22 @@ class Connection:
             self._fail_from(self._writer.error, "sending to the broker failed")
 
     async def _read(self) -> None:
+        receive = _reader_for(self.stream)
         while True:
             try:
-                chunk = await self.stream.receive(RECEIVE_BYTES)
+                chunk = await receive()
             except anyio.EndOfStream:
-                self.fail(ConnectionLost(f"the broker at {self.address} closed the connection"))
-                return
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                chunk = b""
+            except (
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                trio.ClosedResourceError,
+                OSError,
+            ) as exc:
                 self._fail_from(exc, "receiving from the broker failed")
+                return
+            if not chunk:
+                self.fail(ConnectionLost(f"the broker at {self.address} closed the connection"))
                 return
             for line in self._lines.feed(chunk):
                 if isinstance(line, LineTooLong):
@@ -215,6 +226,16 @@ def _writer_for(stream: anyio.abc.ByteStream) -> EagerWriter:
     if raw is not None and _in_trio():
         return nonblocking_writer(raw.send, raw, WRITE_HIGH_WATER)
     return EagerWriter(refuse, stream.send, WRITE_HIGH_WATER)
+
+
+def _reader_for(stream: anyio.abc.ByteStream) -> Callable[[], Awaitable[bytes]]:
+    """Under trio the socket is read directly (:mod:`slm_mesh.direct_read`; trio's stream
+    would yield once more after every read); elsewhere through the stream. ``b""`` or
+    ``anyio.EndOfStream`` is the end."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is not None and _in_trio():
+        return functools.partial(DirectReader(raw.recv, raw, RECEIVE_BYTES).receive)
+    return functools.partial(stream.receive, RECEIVE_BYTES)
 
 
 def _in_trio() -> bool:

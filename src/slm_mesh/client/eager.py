@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import anyio
 
-
-class HasFileno(Protocol):
-    def fileno(self) -> int: ...
+if TYPE_CHECKING:
+    from slm_mesh.direct_read import HasFileno
 
 
 def refuse(data: bytes) -> int:

@@ -18,8 +18,8 @@ Rules:
    hands messages over without a checkpoint, the dispatcher takes them without one, and a
    response is written by the task that has it (:mod:`slm_mesh.client.eager`). A tool call
    costs the event loop 5 passes instead of 15 (counted with a trio Instrument). The
-   reader still yields after :data:`READS_BEFORE_YIELD` reads that found input, so a client
-   that never stops writing can't starve the calls it starts.
+   reader still yields now and then (:mod:`slm_mesh.direct_read`), so a client that never
+   stops writing can't starve the calls it starts.
 5. Memory is bounded: the reader stops reading while :data:`READ_AHEAD` messages wait,
    and a sender waits while :data:`WRITE_HIGH_WATER` bytes do (a client not reading).
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -39,6 +40,7 @@ import trio
 from mcp.shared.message import SessionMessage
 
 from slm_mesh.client.eager import EagerWriter, nonblocking_writer
+from slm_mesh.direct_read import DirectReader
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 16 * 1024 * 1024
 RECEIVE_BYTES = 65_536
 READ_AHEAD = 16  # parsed messages the dispatcher has not taken yet
-READS_BEFORE_YIELD = 8
 WRITE_HIGH_WATER = 1024 * 1024
 FLUSH_ON_EXIT_S = 0.3
 
@@ -76,7 +77,7 @@ class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
     """The SDK's read stream (``mcp.shared._stream_protocols.ReadStream``) over stdin."""
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
+        self._input = DirectReader(functools.partial(os.read, fd), fd, RECEIVE_BYTES)
         self._items: collections.deque[Incoming] = collections.deque()
         self._arrived = trio.Event()
         self._room = trio.Event()
@@ -87,15 +88,10 @@ class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
     async def pump(self) -> None:
         """Read stdin until EOF (rules 2, 3, 5)."""
         lines = LineBuffer(MAX_LINE_BYTES)
-        reads = 0  # in a row, without waiting
         try:
             while not self._closed:
                 try:
-                    chunk = os.read(self._fd, RECEIVE_BYTES)
-                except BlockingIOError:
-                    reads = 0
-                    await trio.lowlevel.wait_readable(self._fd)
-                    continue
+                    chunk = await self._input.receive()
                 except OSError as exc:
                     log.debug("stdin failed: %s", exc)
                     return
@@ -111,10 +107,6 @@ class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
                 while len(self._items) >= READ_AHEAD and not self._closed:
                     self._room = trio.Event()
                     await self._room.wait()
-                reads += 1
-                if reads >= READS_BEFORE_YIELD:
-                    reads = 0
-                    await trio.lowlevel.checkpoint()
         finally:
             self._ended = True
             self._arrived.set()
