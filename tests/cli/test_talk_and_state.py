@@ -243,6 +243,24 @@ def test_state_set_get_list_delete_round_trip(cli: Cli, broker: subprocess.Popen
     assert cli.json("state", "delete", "release")["deleted"] is False
 
 
+def test_state_list_prints_every_key_past_the_brokers_page(
+    cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
+) -> None:
+    keys = [f"k{i:04}" for i in range(1_234)]  # more than one page of the broker's largest
+    client = BlockingClient.connect(settings)
+    try:
+        for key in keys:
+            client.call("state.set", {"key": key, "value": key, "namespace": "many"})
+        first = client.call("state.list", {"namespace": "many", "limit": 5000})
+    finally:
+        client.close()
+    assert first["next_after"] is not None  # the broker did page it
+    listed = cli.json("state", "list", "-n", "many")
+    assert [e["key"] for e in listed["entries"]] == keys
+    table = cli.ok("state", "list", "-n", "many", "--prefix", "k12").splitlines()
+    assert [line.split()[0] for line in table[1:]] == [k for k in keys if k.startswith("k12")]
+
+
 def test_state_get_of_a_missing_key_exits_1(cli: Cli, broker: subprocess.Popen[bytes]) -> None:
     done = cli.run("state", "get", "nothing-here")
     assert done.returncode == 1

@@ -96,6 +96,19 @@ async def test_state_writes_are_compare_and_set_with_if_version(mesh: Mesh) -> N
     assert await agent.ok("mesh_state", action="get", key="port") == {"key": "port", "found": False}
 
 
+async def test_state_list_is_paged_with_after_and_next_after(mesh: Mesh) -> None:
+    agent = await mesh.start("lister")
+    for key in ("a", "b", "c"):
+        await agent.ok("mesh_state", action="set", key=key, value=key)
+    first = await agent.ok("mesh_state", action="list", limit=2)
+    assert [e["key"] for e in first["entries"]] == ["a", "b"]
+    assert first["next_after"] == "b"
+    rest = await agent.ok("mesh_state", action="list", limit=2, after=first["next_after"])
+    assert [e["key"] for e in rest["entries"]] == ["c"]
+    assert "next_after" not in rest  # the last page says nothing more
+    assert "limit must be at least 1" in await agent.error("mesh_state", action="list", limit=0)
+
+
 async def test_events_read_returns_what_happened_since_the_last_read(mesh: Mesh) -> None:
     agent = await mesh.start("reader")
     await agent.ok("mesh_events")  # the cursor now stands at the head of the log

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from slm_mesh.config import Limits
+from slm_mesh.mesh.shared_state import PAGE_BYTES
 from slm_mesh.protocol import errors
 from tests.mesh.harness import Bench
 
@@ -217,3 +219,72 @@ def test_a_prefix_takes_percent_and_underscore_literally(bench: Bench) -> None:
     assert listed("a_") == ["a_c"]
     assert listed("ab") == ["abc"]
     assert listed("a") == ["a", "a%b", "a_c", "abc", "axb"]
+
+
+def test_list_pages_by_limit_and_after_until_next_after_is_null(bench: Bench) -> None:
+    keys = [f"k{i:03}" for i in range(25)]
+    for key in reversed(keys):
+        set_(bench, key, key)
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 10} | ({"after": after} if after else {})
+        page = bench.call(0, "state.list", **params)
+        assert len(page["entries"]) <= 10
+        seen += [e["key"] for e in page["entries"]]
+        pages += 1
+        assert pages <= 3, f"a page came back twice: {seen}"
+        after = page["next_after"]
+        if after is None:
+            break
+        assert after == page["entries"][-1]["key"]
+    assert seen == keys
+
+
+def test_a_full_last_page_says_there_is_no_more(bench: Bench) -> None:
+    for key in ("a", "b"):
+        set_(bench, key, 1)
+    assert bench.call(0, "state.list", limit=2)["next_after"] is None
+    assert bench.call(0, "state.list", limit=1)["next_after"] == "a"
+    assert bench.call(0, "state.list", after="b") == {"entries": [], "next_after": None}
+
+
+def test_after_combines_with_prefix_and_skips_expired_keys(bench: Bench) -> None:
+    for key in ("app.a", "app.b", "app.c", "other"):
+        set_(bench, key, 1)
+    set_(bench, "app.bb", 1, ttl=5)
+    bench.advance(10)
+    page = bench.call(0, "state.list", prefix="app.", after="app.a")
+    assert [e["key"] for e in page["entries"]] == ["app.b", "app.c"]
+    assert page["next_after"] is None
+
+
+def test_a_limit_above_the_maximum_is_capped(bench: Bench) -> None:
+    for i in range(1001):
+        set_(bench, f"k{i:04}", i)
+    page = bench.call(0, "state.list", limit=5000)
+    assert len(page["entries"]) == 1000
+    assert page["next_after"] == "k0999"
+
+
+def test_a_page_stops_at_its_byte_budget_but_always_holds_a_key(bench: Bench) -> None:
+    big = "v" * 60_000  # under the 64 KiB value limit
+    n = PAGE_BYTES // len(big) + 5
+    for i in range(n):
+        set_(bench, f"k{i:03}", big)
+    first = bench.call(0, "state.list", limit=1000)
+    encoded = sum(len(e["key"]) + len(json.dumps(e["value"])) for e in first["entries"])
+    assert 0 < len(first["entries"]) < n
+    assert encoded <= PAGE_BYTES
+    assert first["next_after"] == first["entries"][-1]["key"]
+    rest = bench.call(0, "state.list", limit=1000, after=first["next_after"])
+    assert len(first["entries"]) + len(rest["entries"]) == n
+    assert rest["next_after"] is None
+    huge = Bench(limits=Limits(max_value_bytes=2 * PAGE_BYTES))
+    set_(huge, "one", "v" * (PAGE_BYTES + 10))
+    set_(huge, "two", 2)
+    alone = huge.call(0, "state.list")
+    huge.store.close()
+    assert [e["key"] for e in alone["entries"]] == ["one"]  # over the budget, yet it comes
+    assert alone["next_after"] == "one"

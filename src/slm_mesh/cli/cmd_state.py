@@ -3,7 +3,9 @@
 Values are JSON. ``state set KEY VALUE`` stores VALUE as a string unless ``--parse-json``
 asks for it to be parsed, so ``state set n 10`` never silently becomes a number.
 ``state get`` prints a string value as it is (for ``$(slm-mesh state get k)``) and any
-other value as JSON; ``--json`` prints the whole entry.
+other value as JSON; ``--json`` prints the whole entry. ``state list`` prints every key,
+asking the broker for one page after another (not a snapshot: a key written meanwhile may
+be missed or shown).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from slm_mesh.cli.cmd_peers import read_body
 from slm_mesh.cli.connect import connect, load_settings
 from slm_mesh.cli.outcome import FAILED, OK, usage
 from slm_mesh.cli.render import Output
+
+PAGE_KEYS = 1_000  # the broker's largest page
 
 
 def _key_params(key: str, namespace: str) -> dict[str, Any]:
@@ -98,8 +102,14 @@ def list_(out: Output, namespace: str, prefix: str | None) -> int:
     if prefix:
         params["prefix"] = prefix
     settings = load_settings()
+    entries: list[dict[str, Any]] = []
     with connect(settings) as client:
-        entries: list[dict[str, Any]] = client.call("state.list", params)["entries"]
+        while True:  # every page
+            page = client.call("state.list", {**params, "limit": PAGE_KEYS})
+            entries += page["entries"]
+            if page.get("next_after") is None:
+                break
+            params["after"] = page["next_after"]
     if out.as_json:
         out.json({"namespace": namespace, "entries": entries})
         return OK

@@ -93,6 +93,8 @@ TOOLS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             if_version=_int("write only if the key is at this version (0: absent)", minimum=0),
             ttl=_number("seconds until the key expires (set)", exclusiveMinimum=0),
             prefix=_text("only keys starting with this (list)"),
+            after=_text("list keys after this one: the next_after of the previous page (list)"),
+            limit=_int("at most this many keys (list, default 100)", minimum=1, maximum=1000),
         ),
     ),
     (

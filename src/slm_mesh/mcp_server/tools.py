@@ -164,11 +164,7 @@ class Tools:
         if namespace is not None:
             params["namespace"] = namespace
         if action == "list":
-            prefix = args.text("prefix")
-            if prefix is not None:
-                params["prefix"] = prefix
-            result = await self.session.call("state.list", params)
-            return {"entries": [views.state_entry(e) for e in result["entries"]]}, None
+            return await self._list_state(args, params), None
         key = params["key"] = args.required_text("key")
         if action == "get":
             entry = await self.session.call("state.get", params)
@@ -189,6 +185,21 @@ class Tools:
             params["ttl"] = ttl
         result = await self.session.call("state.set", params)
         return {"key": key, "version": result.get("version")}, None
+
+    async def _list_state(self, args: Args, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of keys; ``next_after`` only when more follow."""
+        for name in ("prefix", "after"):
+            text = args.text(name)
+            if text is not None:
+                params[name] = text
+        limit = args.integer("limit", minimum=1)  # the broker caps it at 1,000
+        if limit is not None:
+            params["limit"] = limit
+        result = await self.session.call("state.list", params)
+        page = {"entries": [views.state_entry(e) for e in result["entries"]]}
+        if result.get("next_after") is not None:
+            page["next_after"] = result["next_after"]
+        return page
 
     async def lock(self, args: Args) -> Outcome:
         action = args.choice("action", ("lock", "unlock", "query"))

@@ -10,16 +10,23 @@ Rules:
    broker's upkeep deletes it and emits ``state_deleted`` (reason ``expired``).
 4. Values are any JSON; the key is at most ``max_key_bytes`` and the encoded value at most
    ``max_value_bytes`` (-32005).
+5. ``state.list`` answers a page: keys in order, at most ``limit`` of them and about
+   :data:`PAGE_BYTES` of keys and encoded values (always at least one key), so no namespace
+   makes an answer too long for a line or a stall for the broker. ``next_after`` is the
+   last key of the page when more follow (pass it back as ``after``), else null.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 from slm_mesh.mesh.context import Context
 from slm_mesh.protocol.errors import InvalidParams, TooLarge, VersionConflict
 from slm_mesh.store import Row
+
+PAGE_BYTES = 512 * 1024
 
 
 def _entry(row: Row) -> dict[str, Any]:
@@ -112,8 +119,19 @@ class SharedState:
         return {"deleted": True}
 
     def list(self, params: dict[str, Any], now: float) -> dict[str, Any]:
-        rows = self.store.state_list(params["namespace"], params.get("prefix"), now)
-        return {"entries": [_entry(r) for r in rows]}
+        """One page of keys (rule 5)."""
+        entries: list[dict[str, Any]] = []
+        size = 0
+        rows = self.store.state_list(
+            params["namespace"], params.get("prefix"), params.get("after"), now
+        )
+        with contextlib.closing(rows):
+            for row in rows:
+                size += len(row["key"]) + len(row["value"])
+                if len(entries) == params["limit"] or (entries and size > PAGE_BYTES):
+                    return {"entries": entries, "next_after": entries[-1]["key"]}
+                entries.append(_entry(row))
+        return {"entries": entries, "next_after": None}
 
     def expire(self, now: float) -> int:
         """Delete keys whose TTL has passed; emit ``state_deleted`` for each."""

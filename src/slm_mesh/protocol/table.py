@@ -176,12 +176,27 @@ METHOD_LIST: tuple[Method, ...] = (
     Method("state.delete", "Delete a key.", (_key, _namespace, _if_version), "{deleted}"),
     Method(
         "state.list",
-        "List keys of a namespace.",
+        "List keys of a namespace, a page at a time (at most limit keys and ~512 KiB).",
         (
             _namespace,
             Param("prefix", "string", "only keys starting with this", max_chars=256),
+            Param(
+                "after",
+                "string",
+                "only keys after this one (the previous page's next_after)",
+                max_chars=256,
+            ),
+            Param(
+                "limit",
+                "integer",
+                "most keys to return",
+                default=100,
+                minimum=1,
+                maximum=1000,
+                cap=True,
+            ),
         ),
-        "{entries}",
+        "{entries, next_after}",
     ),
     Method(
         "lock.acquire",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,18 +346,29 @@ class Store:
         )
         return cur.rowcount > 0
 
-    def state_list(self, namespace: str, prefix: str | None, now: float) -> list[Row]:
+    def state_list(
+        self, namespace: str, prefix: str | None, after: str | None, now: float
+    ) -> Generator[Row, None, None]:
+        """Live keys of ``namespace`` in key order, those after ``after`` only; read lazily,
+        so a caller that stops early never loads the rest."""
         params: dict[str, Any] = {"ns": namespace, "now": now}
         where = "namespace = :ns AND (expires_at IS NULL OR expires_at > :now)"
         if prefix:
             # substr comparison: LIKE would treat % and _ in the prefix as wildcards
             where += " AND substr(key, 1, :n) = :prefix"
             params.update(n=len(prefix), prefix=prefix)
-        return self.conn.execute(
+        if after is not None:
+            where += " AND key > :after"
+            params["after"] = after
+        cursor = self.conn.execute(
             "SELECT namespace, key, value, version, updated_by, updated_at, expires_at "
             f"FROM state WHERE {where} ORDER BY key",
             params,
-        ).fetchall()
+        )
+        try:
+            yield from cursor
+        finally:
+            cursor.close()
 
     def state_expired(self, now: float) -> list[Row]:
         return self.conn.execute(
