@@ -1,64 +1,33 @@
 """The cyclopts app: every command's arguments and help, wired to its implementation.
 
-This is the only module that imports cyclopts. The commands themselves live in the
-``cmd_*`` modules and take plain values, so the fast path in :mod:`slm_mesh.cli` can run
-the commonest ones without paying for cyclopts, and man pages are generated from this
-same app (:mod:`slm_mesh.cli.manpages`).
+Only the app's modules import cyclopts: this one (the app, the broker, peer and message
+commands, set-up), :mod:`slm_mesh.cli.app_shared` (state, locks, events) and
+:mod:`slm_mesh.cli.options` (the shared option types and help groups). The commands
+themselves live in the ``cmd_*`` modules and take plain values, so the fast path in
+:mod:`slm_mesh.cli` can run the commonest ones without paying for cyclopts, and man pages
+are generated from this same app (:mod:`slm_mesh.cli.manpages`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import cyclopts
 
-from slm_mesh.cli import outcome
-from slm_mesh.cli.render import Output
+from slm_mesh.cli import app_shared, outcome
+from slm_mesh.cli.options import (
+    BROKER,
+    SETUP,
+    SHARED,
+    TALK,
+    Body,
+    Json,
+    MessageType,
+    Platform,
+    Scope,
+)
 from slm_mesh.config import VERSION, Settings
-
-Scope = Literal["machine", "directory", "repo"]
-MessageType = Literal["text", "json", "command", "alert"]
-LockMode = Literal["exclusive", "shared"]
-Platform = Literal["systemd", "launchd"]
-EventType = Literal[
-    "peer_joined",
-    "peer_left",
-    "peer_updated",
-    "message_sent",
-    "state_changed",
-    "state_deleted",
-    "lock_acquired",
-    "lock_released",
-    "lock_expired",
-]
-
-Json = Annotated[
-    bool,
-    cyclopts.Parameter(
-        name="--json",
-        negative=(),
-        show_default=False,
-        help="Print JSON instead of text (shapes: JSON OUTPUT in man slm-mesh).",
-    ),
-]
-Namespace = Annotated[str, cyclopts.Parameter(name=["--namespace", "-n"], help="State namespace.")]
-IfVersion = Annotated[
-    int | None,
-    cyclopts.Parameter(
-        help="Compare-and-set: only if the key's version is this (0: it must not exist)."
-    ),
-]
-
-Body = Annotated[
-    str,
-    cyclopts.Parameter(allow_leading_hyphen=True, help="The message; - reads standard input."),
-]
-
-BROKER = cyclopts.Group("Broker", sort_key=1)
-TALK = cyclopts.Group("Peers and messages", sort_key=2)
-SHARED = cyclopts.Group("State, locks and events", sort_key=3)
-SETUP = cyclopts.Group("Set-up", sort_key=4)
 
 app = cyclopts.App(
     name="slm-mesh",
@@ -265,221 +234,11 @@ def inbox(
     )
 
 
-# -- state -----------------------------------------------------------------------------
+# -- state, locks and events (cli.app_shared) -------------------------------------------
 
-state_app = cyclopts.App(
-    name="state", help="Shared key-value state: namespaced, versioned, JSON values.", group=SHARED
-)
-app.command(state_app)
-
-
-@state_app.command(name="get")
-def state_get(key: str, /, *, namespace: Namespace = "default", as_json: Json = False) -> int:
-    """Print a key's value (a string as it is, anything else as JSON); exit 1 if unset."""
-    from slm_mesh.cli import cmd_state
-
-    return outcome.run(lambda out: cmd_state.get(out, key, namespace), as_json)
-
-
-@state_app.command(name="set")
-def state_set(
-    key: str,
-    value: Annotated[
-        str,
-        cyclopts.Parameter(allow_leading_hyphen=True, help="The value; - reads standard input."),
-    ],
-    /,
-    *,
-    namespace: Namespace = "default",
-    parse_json: Annotated[
-        bool,
-        cyclopts.Parameter(
-            negative=(), show_default=False, help="Store VALUE parsed as JSON, not as a string."
-        ),
-    ] = False,
-    if_version: IfVersion = None,
-    ttl: Annotated[float | None, cyclopts.Parameter(help="Seconds until the key expires.")] = None,
-    as_json: Json = False,
-) -> int:
-    """Set a key (its version goes up by one)."""
-    from slm_mesh.cli import cmd_state
-
-    return outcome.run(
-        lambda out: cmd_state.set_(out, key, value, namespace, parse_json, if_version, ttl),
-        as_json,
-    )
-
-
-@state_app.command(name="list")
-def state_list(
-    *,
-    namespace: Namespace = "default",
-    prefix: Annotated[str | None, cyclopts.Parameter(help="Only keys starting with this.")] = None,
-    as_json: Json = False,
-) -> int:
-    """List the keys of a namespace."""
-    from slm_mesh.cli import cmd_state
-
-    return outcome.run(lambda out: cmd_state.list_(out, namespace, prefix), as_json)
-
-
-@state_app.command(name="delete")
-def state_delete(
-    key: str,
-    /,
-    *,
-    namespace: Namespace = "default",
-    if_version: IfVersion = None,
-    as_json: Json = False,
-) -> int:
-    """Delete a key (deleting a missing key is not an error)."""
-    from slm_mesh.cli import cmd_state
-
-    return outcome.run(lambda out: cmd_state.delete(out, key, namespace, if_version), as_json)
-
-
-# -- locks -----------------------------------------------------------------------------
-
-lock_app = cyclopts.App(
-    name="lock", help="Advisory locks on files and globs (``src/auth/**``).", group=SHARED
-)
-app.command(lock_app)
-
-
-@lock_app.command(name="list")
-def lock_list(
-    *,
-    prefix: Annotated[
-        str | None, cyclopts.Parameter(help="Only paths under this (relative to here).")
-    ] = None,
-    as_json: Json = False,
-) -> int:
-    """List the locks held now, with their holders and expiry."""
-    from slm_mesh.cli import cmd_lock
-
-    return outcome.run(lambda out: cmd_lock.list_(out, prefix), as_json)
-
-
-@lock_app.command(name="check", usage="Usage: slm-mesh lock check [OPTIONS] PATH...")
-def lock_check(
-    *paths: Annotated[str, cyclopts.Parameter(help="Paths to check, relative to here.")],
-    as_json: Json = False,
-) -> int:
-    """Exit 1 if another session holds a lock on any PATH, naming the holder and expiry.
-
-    Read-only; made for scripts and commit hooks:
-    ``slm-mesh lock check $(git diff --cached --name-only)``.
-    """
-    from slm_mesh.cli import cmd_lock
-
-    if not paths:
-        return outcome.run(_needs("lock check needs at least one PATH"), as_json)
-    return outcome.run(lambda out: cmd_lock.check(out, paths), as_json)
-
-
-@lock_app.command(
-    name="acquire", usage="Usage: slm-mesh lock acquire [OPTIONS] PATH [--] [COMMAND...]"
-)
-def lock_acquire(
-    path: Annotated[str, cyclopts.Parameter(help="Path or glob, relative to here.")],
-    /,
-    *command: Annotated[str, cyclopts.Parameter(help="Command to run while holding the lock.")],
-    mode: Annotated[LockMode, cyclopts.Parameter(help="Lock mode.")] = "exclusive",
-    ttl: Annotated[
-        float | None,
-        cyclopts.Parameter(
-            help="Seconds the lock lasts if not renewed (default 600); it is renewed while held."
-        ),
-    ] = None,
-    wait: Annotated[
-        float, cyclopts.Parameter(help="Seconds to queue for the lock (0: fail at once).")
-    ] = 0.0,
-    reason: Annotated[str | None, cyclopts.Parameter(help="Why, shown to others.")] = None,
-    name: Annotated[str, cyclopts.Parameter(help="Peer name to hold the lock as.")] = "shell",
-    as_json: Json = False,
-) -> int:
-    """Take a lock and hold it while COMMAND runs, like flock(1).
-
-    ``slm-mesh lock acquire src/db -- make migrate`` exits with the command's status, having
-    held the lock (renewed before it expires) until the command ended. Without COMMAND it
-    holds the lock until Ctrl-C, or until ``slm-mesh lock release`` from another shell.
-    Exits 1 when the lock is held by someone else (after ``--wait``), naming the holder.
-    """
-    from slm_mesh.cli import cmd_lock
-
-    return outcome.run(
-        lambda out: cmd_lock.acquire(
-            out, path, command, mode=mode, ttl=ttl, wait=wait, reason=reason, name=name
-        ),
-        as_json,
-    )
-
-
-@lock_app.command(name="release", usage="Usage: slm-mesh lock release [OPTIONS] [PATH...]")
-def lock_release(
-    *paths: Annotated[str, cyclopts.Parameter(help="Locked paths, relative to here.")],
-    all_: Annotated[
-        bool,
-        cyclopts.Parameter(
-            name="--all",
-            negative=(),
-            show_default=False,
-            help="Release every lock held by ``lock acquire``.",
-        ),
-    ] = False,
-    as_json: Json = False,
-) -> int:
-    """Release locks held by ``slm-mesh lock acquire`` on this machine.
-
-    The holding process sees the release and exits. Locks of agents are theirs to
-    release; they also end with the agent's session or their TTL.
-    """
-    from slm_mesh.cli import cmd_lock
-
-    return outcome.run(lambda out: cmd_lock.release(out, paths, all_), as_json)
-
-
-# -- events ----------------------------------------------------------------------------
-
-
-@app.command(group=SHARED)
-def events(
-    *,
-    follow: Annotated[
-        bool,
-        cyclopts.Parameter(
-            name=["--follow", "-f"],
-            negative=(),
-            show_default=False,
-            help="Keep printing events as they happen.",
-        ),
-    ] = False,
-    type_: Annotated[
-        list[EventType] | None,
-        cyclopts.Parameter(
-            name=["--type", "-t"],
-            negative=(),
-            help="Only events of this type (repeatable).",
-        ),
-    ] = None,
-    after: Annotated[
-        int | None,
-        cyclopts.Parameter(help="Start after this sequence number (0: the oldest kept)."),
-    ] = None,
-    limit: Annotated[int, cyclopts.Parameter(help="Most events to print before following.")] = 20,
-    as_json: Json = False,
-) -> int:
-    """Print recent events; with ``--follow``, stream them live until Ctrl-C.
-
-    Without ``--after`` it starts with the last LIMIT events, like tail(1).
-    """
-    from slm_mesh.cli import cmd_events
-
-    types = list(type_ or [])
-    return outcome.run(
-        lambda out: cmd_events.events(out, follow, types, after, max(0, min(limit, 1000))),
-        as_json,
-    )
+app.command(app_shared.state_app)
+app.command(app_shared.lock_app)
+app.command(app_shared.events, group=SHARED)
 
 
 # -- service ---------------------------------------------------------------------------
@@ -563,13 +322,6 @@ def mcp() -> int:
     from slm_mesh.mcp_server import main as mcp_main
 
     return mcp_main()
-
-
-def _needs(message: str) -> outcome.Command:
-    def fail(out: Output) -> int:
-        raise outcome.usage(message)
-
-    return fail
 
 
 def main(argv: list[str] | None = None) -> int:
