@@ -10,6 +10,9 @@ moves the deadline, disarming cancels the scope. The idle exit is a cancel scope
 deadline is pushed to infinity while any connection is open. Shutdown is one deadline on
 the handlers: stop accepting, send ``mesh.shutdown`` to everyone, drain for at most
 ``SHUTDOWN_DRAIN_S``, then cancel what is left.
+
+A call goes to the mesh, or to :mod:`slm_mesh.broker.own_methods` for the few methods
+that belong to the broker or the connection (hello, status, subscriptions...).
 """
 
 from __future__ import annotations
@@ -17,11 +20,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import signal
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -32,7 +33,6 @@ from slm_mesh.config import (
     MAINTENANCE_INTERVAL_S,
     PUSHED_FLUSH_S,
     SHUTDOWN_DRAIN_S,
-    VERSION,
     Settings,
 )
 from slm_mesh.mesh import (
@@ -55,19 +55,16 @@ from slm_mesh.protocol.errors import (
     Unauthorized,
 )
 from slm_mesh.protocol.methods import validate
-from slm_mesh.protocol.openrpc import openrpc_document
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import StorageError, Store
 
-from . import credentials
+from . import credentials, own_methods
 from .connection import Connection
-from .files import describe
 from .timers import Timers
 
 log = logging.getLogger(__name__)
 
 _ALWAYS_ALLOWED = frozenset({"mesh.hello", "mesh.ping", "mesh.status", "rpc.discover"})
-_REPLAY_PAGE = 500
 
 
 class Broker:
@@ -102,11 +99,6 @@ class Broker:
         self.all_closed.set()
         self.stopped = trio.Event()
         self._flush_scheduled = False
-        self._local: dict[str, Callable[[Connection, dict[str, Any]], Any]] = {
-            name: getattr(self, "_m_" + name.replace(".", "_"))
-            for name in METHODS
-            if hasattr(self, "_m_" + name.replace(".", "_"))
-        }
 
     # -- time --------------------------------------------------------------------------
 
@@ -292,9 +284,9 @@ class Broker:
         params = validate(method, raw_params)
         if self.stopping and name not in _ALWAYS_ALLOWED:
             raise ShuttingDown("the broker is shutting down; retry in a moment")
-        local = self._local.get(name)
-        if local is not None:
-            return local(conn, params)
+        own = own_methods.HANDLERS.get(name)
+        if own is not None:
+            return own(self, conn, params)
         try:
             result = self.mesh.call(conn.id, name, params, self.now())
         except StorageError as exc:
@@ -319,74 +311,6 @@ class Broker:
         if waiter.lock is not None:
             return {"granted": True, "lock": waiter.lock}
         raise self.mesh.locks.conflict_for(waiter, self.now())
-
-    def _m_mesh_hello(self, conn: Connection, params: dict[str, Any]) -> Any:
-        if not conn.authenticated:
-            if self.token is None or not credentials.token_matches(params.get("token"), self.token):
-                raise Unauthorized("unauthorized: wrong or missing token")
-            conn.authenticate()
-        return {
-            "version": VERSION,
-            "protocol": 1,
-            "session": str(conn.id),
-            "peer_id": self.mesh.peer_of(conn.id),
-        }
-
-    def _m_mesh_ping(self, conn: Connection, params: dict[str, Any]) -> Any:
-        return "pong"
-
-    def _m_mesh_status(self, conn: Connection, params: dict[str, Any]) -> Any:
-        counts = self.store.counts()
-        counts.update(
-            connections=len(self.conns),
-            subscribers=len(self.subscribers),
-            waiters=len(self.waiting),
-        )
-        counts["last_seq"] = self.store.last_seq()
-        return {
-            "pid": os.getpid(),
-            "version": VERSION,
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "listeners": [describe(s) for s in self.sockets],
-            "data_dir": str(self.settings.data_dir),
-            "counts": counts,
-            "db_bytes": self.store.size_bytes(),
-            "idle_exit_s": self.idle_exit_s,
-        }
-
-    def _m_mesh_shutdown(self, conn: Connection, params: dict[str, Any]) -> Any:
-        self.system.start_soon(self.shutdown)
-        return {}
-
-    def _m_rpc_discover(self, conn: Connection, params: dict[str, Any]) -> Any:
-        return openrpc_document(VERSION)
-
-    def _m_event_subscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
-        if params.get("after") is None:
-            # Nothing to replay: subscribe at once, with no task and no wait.
-            types = params.get("types")
-            filt = None if not types or "*" in types else frozenset(types)
-            self.subscribers[conn.id] = filt
-            return {"last_seq": self.store.last_seq()}
-        return self._subscribe_with_replay(conn, params)
-
-    async def _subscribe_with_replay(self, conn: Connection, params: dict[str, Any]) -> Any:
-        types = params.get("types")
-        filt = None if not types or "*" in types else frozenset(types)
-        cursor: int = params["after"]
-        # Replay in pages, waiting for room in the queue; events written meanwhile land in
-        # the store and are picked up by the next page. From the empty page to the
-        # registration below nothing awaits, so no event can fall in between.
-        while rows := self.store.events_after(cursor, sorted(filt) if filt else None, _REPLAY_PAGE):
-            for row in rows:
-                await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
-            cursor = rows[-1]["seq"]
-        self.subscribers[conn.id] = filt
-        return {"last_seq": self.store.last_seq()}
-
-    def _m_event_unsubscribe(self, conn: Connection, params: dict[str, Any]) -> Any:
-        self.subscribers.pop(conn.id, None)
-        return {}
 
     # -- effects -----------------------------------------------------------------------
 

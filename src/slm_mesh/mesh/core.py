@@ -55,6 +55,11 @@ class Mesh:
             "event.read": lambda c, p, a, n: self.read_events(a),
         }
 
+    @property
+    def methods(self) -> frozenset[str]:
+        """The methods the mesh answers; the broker answers the rest of the table."""
+        return frozenset(self._handlers)
+
     def start(self, now: float) -> None:
         """Recover after a (re)start: live peers become away, stale locks end."""
         self.sessions.recover(now)

@@ -1,0 +1,115 @@
+"""The methods the broker answers itself rather than the mesh: the session and status
+calls of the wire contract and the event subscriptions, which belong to a connection.
+
+Each handler is ``handler(broker, conn, params)`` with validated params and returns the
+result, or a coroutine for a call that waits (``event.subscribe`` with a replay).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slm_mesh.config import VERSION
+from slm_mesh.protocol.errors import Unauthorized
+from slm_mesh.protocol.openrpc import openrpc_document
+
+from . import credentials
+from .files import describe
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .server import Broker
+
+REPLAY_PAGE = 500
+
+
+def hello(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    if not conn.authenticated:
+        if broker.token is None or not credentials.token_matches(params.get("token"), broker.token):
+            raise Unauthorized("unauthorized: wrong or missing token")
+        conn.authenticate()
+    return {
+        "version": VERSION,
+        "protocol": 1,
+        "session": str(conn.id),
+        "peer_id": broker.mesh.peer_of(conn.id),
+    }
+
+
+def ping(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    return "pong"
+
+
+def status(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    counts = broker.store.counts()
+    counts.update(
+        connections=len(broker.conns),
+        subscribers=len(broker.subscribers),
+        waiters=len(broker.waiting),
+    )
+    counts["last_seq"] = broker.store.last_seq()
+    return {
+        "pid": os.getpid(),
+        "version": VERSION,
+        "uptime_s": round(time.time() - broker.started_at, 3),
+        "listeners": [describe(s) for s in broker.sockets],
+        "data_dir": str(broker.settings.data_dir),
+        "counts": counts,
+        "db_bytes": broker.store.size_bytes(),
+        "idle_exit_s": broker.idle_exit_s,
+    }
+
+
+def shutdown(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    broker.system.start_soon(broker.shutdown)
+    return {}
+
+
+def discover(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    return openrpc_document(VERSION)
+
+
+def subscribe(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    if params.get("after") is None:
+        # Nothing to replay: subscribe at once, with no task and no wait.
+        types = params.get("types")
+        filt = None if not types or "*" in types else frozenset(types)
+        broker.subscribers[conn.id] = filt
+        return {"last_seq": broker.store.last_seq()}
+    return _subscribe_with_replay(broker, conn, params)
+
+
+async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    types = params.get("types")
+    filt = None if not types or "*" in types else frozenset(types)
+    cursor: int = params["after"]
+    # Replay in pages, waiting for room in the queue; events written meanwhile land in
+    # the store and are picked up by the next page. From the empty page to the
+    # registration below nothing awaits, so no event can fall in between.
+    while rows := broker.store.events_after(cursor, sorted(filt) if filt else None, REPLAY_PAGE):
+        for row in rows:
+            await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
+        cursor = rows[-1]["seq"]
+    broker.subscribers[conn.id] = filt
+    return {"last_seq": broker.store.last_seq()}
+
+
+def unsubscribe(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    broker.subscribers.pop(conn.id, None)
+    return {}
+
+
+Handler = Callable[["Broker", "Connection", dict[str, Any]], Any]
+
+HANDLERS: dict[str, Handler] = {
+    "mesh.hello": hello,
+    "mesh.ping": ping,
+    "mesh.status": status,
+    "mesh.shutdown": shutdown,
+    "rpc.discover": discover,
+    "event.subscribe": subscribe,
+    "event.unsubscribe": unsubscribe,
+}
