@@ -1,4 +1,5 @@
-"""SQLite storage: the only module that speaks SQL.
+"""SQLite storage: every query of the mesh (opening the file is :mod:`.opening`, the
+schema and its migrations :mod:`.schema`).
 
 The broker is the only writer. WAL with ``synchronous=NORMAL`` makes every committed
 transaction survive a crash of the process (SIGKILL); only a power loss can take the last
@@ -18,11 +19,8 @@ from typing import Any
 
 import sqlite_utils
 
-from slm_mesh.store.schema import SchemaError, StorageError, migrate
-
-Row = dict[str, Any]
-
-AUTOCHECKPOINT_PAGES = 16_384  # 64 MiB of WAL
+from slm_mesh.store.opening import Row, open_database, storage_error
+from slm_mesh.store.schema import StorageError
 
 _PEER_COLUMNS = (
     "id, name, agent, pid, cwd, git_root, git_branch, summary, status, state, resume_token, "
@@ -32,30 +30,6 @@ _MESSAGE_COLUMNS = (
     "id, sender_id, sender_name, recipient_id, body, type, reply_to, broadcast, sent_at, "
     "status, pushed_at, read_at"
 )
-
-
-# Primary SQLite result codes that blame the file system, not the database, with what to
-# do about each. Any other error of a database that opened is damage or a bug.
-_STORAGE_ADVICE = {
-    3: "permission denied: make it writable",  # SQLITE_PERM
-    8: "it is read-only: make it writable",  # SQLITE_READONLY
-    10: "the disk failed to read or write it: check it has free space and is sound",  # IOERR
-    13: "its disk is full: free some space",  # SQLITE_FULL
-    14: "it can't be opened: make its folder writable",  # SQLITE_CANTOPEN
-}
-
-
-def storage_error(exc: sqlite3.Error, path: Path | None) -> StorageError | None:
-    """The :class:`StorageError` for ``exc`` if the file system is to blame, else None."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    advice = _STORAGE_ADVICE.get(code & 0xFF) if isinstance(code, int) else None
-    if advice is None:
-        return None
-    return StorageError(f"database {path} can't be written ({exc}): {advice}")
-
-
-def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
-    return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
 
 
 class Store:
@@ -82,39 +56,7 @@ class Store:
             StorageError: the file system won't let it be opened or written (disk full,
                 read-only, I/O error). The message says what to do.
         """
-        try:
-            if path is None:
-                db = sqlite_utils.Database(memory=True, execute_plugins=False)
-            else:
-                db = sqlite_utils.Database(path, execute_plugins=False)
-                db.enable_wal()
-            # Autocommit mode, so that a write outside Store.transaction() commits at once.
-            # Python's default would open an implicit transaction there that nothing
-            # commits, and every later transaction would run inside it as a savepoint:
-            # nothing written from then on would reach the disk.
-            db.conn.isolation_level = None
-            db.conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints are run from another connection by the broker
-            # (checkpoint_passive) so a commit never waits for one; this is the backstop.
-            db.conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-            db.conn.execute("PRAGMA busy_timeout=5000")
-            if path is not None:
-                # Damage inside the file would otherwise surface call by call, as internal
-                # errors, while new writes went into a damaged file.
-                (verdict,) = db.conn.execute("PRAGMA quick_check(1)").fetchone()
-                if verdict != "ok":
-                    raise sqlite3.DatabaseError(f"quick_check: {' '.join(verdict.split())}")
-            migrate(db)
-        except sqlite3.DatabaseError as exc:
-            storage = storage_error(exc, path)
-            if storage is not None:
-                raise storage from exc
-            raise SchemaError(
-                f"database {path} can't be opened ({exc}): it is corrupt or not an slm-mesh "
-                "database; stop the broker and move the file aside to start afresh"
-            ) from exc
-        db.conn.row_factory = _dict_factory
-        return cls(db, path)
+        return cls(open_database(path), path)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error, StorageError):
