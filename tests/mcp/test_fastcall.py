@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import trio
-from mcp_types import CallToolResult, TextContent
+from mcp_types import methods as mcp_methods
 from mcp_types.jsonrpc import CONNECTION_CLOSED
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from slm_mesh.config import Settings
-from slm_mesh.mcp_server.fastcall import MAX_IN_FLIGHT, FastCalls
+from slm_mesh.mcp_server.fastcall import MAX_IN_FLIGHT, METHOD, WIRE_VERSIONS, FastCalls
+from slm_mesh.mcp_server.tools import ToolResult
 from tests.mcp.raw import BOUND_S, raw_server
 
 
@@ -47,14 +49,14 @@ class Tools:
         self.hold = False
         self.started = trio.Event()
 
-    async def call(self, name: str, arguments: dict[str, Any] | None) -> CallToolResult:
+    async def run(self, name: str, arguments: dict[str, Any] | None) -> ToolResult:
         self.started.set()
         if self.hold:
             await self.release.wait()
         if name == "boom":
             raise ValueError("a bug")
         text = json.dumps({"name": name, "arguments": arguments})
-        return CallToolResult(content=[TextContent(type="text", text=text)])
+        return ToolResult([text], {"name": name})
 
 
 class Box:
@@ -205,3 +207,47 @@ async def test_both_paths_answer_the_same(settings: Settings) -> None:
                 sdk["result"]["structuredContent"].pop("version")
                 fast["result"]["content"] = sdk["result"]["content"] = None
             assert fast["result"] == sdk["result"], name
+
+
+RESULTS = [
+    ToolResult(['{"peers":[]}'], {"peers": []}),
+    ToolResult(["text", "You have 2 unread messages"], {"a": None, "b": [1.5, "é", {"c": True}]}),
+    ToolResult(["it failed"], {"error": "locked", "message": "it failed", "code": -32003}, True),
+    ToolResult([], {}),
+]
+
+
+@pytest.mark.parametrize("version", sorted(WIRE_VERSIONS))
+@pytest.mark.parametrize("result", RESULTS)
+def test_the_built_result_is_what_the_sdks_surface_makes_of_it(
+    version: str, result: ToolResult
+) -> None:
+    dumped = result.model().model_dump(by_alias=True, mode="json", exclude_none=True)
+    sdk = mcp_methods.serialize_server_result(METHOD, version, dumped)
+    # The same JSON text: same members, same values, same order.
+    assert json.dumps(result.wire()) == json.dumps(sdk)
+
+
+def test_the_built_versions_are_handshake_era_versions_the_sdk_knows() -> None:
+    known = {v for (method, v) in mcp_methods.SERVER_RESULTS if method == METHOD}
+    assert WIRE_VERSIONS.issubset(known - set(MODERN_PROTOCOL_VERSIONS))
+
+
+async def test_a_version_it_does_not_build_goes_through_the_sdks_surface(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+    real = mcp_methods.serialize_server_result
+
+    def spy(method: str, version: str, data: Any) -> dict[str, Any]:
+        seen.append(version)
+        return real(method, version, data)
+
+    monkeypatch.setattr(mcp_methods, "serialize_server_result", spy)
+    monkeypatch.setattr("slm_mesh.mcp_server.fastcall.WIRE_VERSIONS", frozenset())
+    async with trio.open_nursery() as nursery:
+        fast, _box, out = fast_calls(nursery, version="2025-06-18")
+        assert fast.intercept(line(call()))
+    assert seen == ["2025-06-18"]
+    [answer] = out.eager.lines
+    assert answer["result"]["structuredContent"] == {"name": "mesh_status"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,36 @@ def tool_list() -> list[mcp_types.Tool]:
     ]
 
 
+@dataclass(slots=True)
+class ToolResult:
+    """A tool's result: its text blocks, the same value structured, and whether it is an
+    error; as the SDK's model for the SDK's dispatch, or straight as wire JSON."""
+
+    texts: list[str]
+    structured: dict[str, Any]
+    is_error: bool = False
+
+    def model(self) -> mcp_types.CallToolResult:
+        content: list[mcp_types.ContentBlock] = [
+            mcp_types.TextContent(type="text", text=text) for text in self.texts
+        ]
+        if self.is_error:
+            return mcp_types.CallToolResult(
+                content=content, structured_content=self.structured, is_error=True
+            )
+        return mcp_types.CallToolResult(content=content, structured_content=self.structured)
+
+    def wire(self) -> dict[str, Any]:
+        """The ``tools/call`` result as the SDK's surface dumps it for the handshake-era
+        protocol versions (``fastcall.WIRE_VERSIONS``; a test compares the two), without
+        building and validating the models."""
+        return {
+            "content": [{"text": text, "type": "text"} for text in self.texts],
+            "isError": self.is_error,
+            "structuredContent": self.structured,
+        }
+
+
 class Tools:
     """The tool handlers of one MCP server, calling the broker as its peer."""
 
@@ -63,6 +94,10 @@ class Tools:
         assert tuple(self._handlers) == schemas.TOOL_NAMES
 
     async def call(self, name: str, arguments: dict[str, Any] | None) -> mcp_types.CallToolResult:
+        """Run tool ``name``: its result as the SDK's model."""
+        return (await self.run(name, arguments)).model()
+
+    async def run(self, name: str, arguments: dict[str, Any] | None) -> ToolResult:
         """Run tool ``name`` and build its result (see the module rules)."""
         handler = self._handlers.get(name)
         if handler is None:
@@ -84,7 +119,7 @@ class Tools:
             unread = await self.session.unread_count()
         notice = unread_notice(unread)
         if notice is not None:
-            result.content.append(mcp_types.TextContent(type="text", text=notice))
+            result.texts.append(notice)
         return result
 
     # -- the tools -----------------------------------------------------------------------
@@ -341,22 +376,16 @@ class Tools:
         return {"events": [views.event(e) for e in events], "last_seq": last_seq}
 
 
-def _success(data: dict[str, Any]) -> mcp_types.CallToolResult:
+def _success(data: dict[str, Any]) -> ToolResult:
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
-    return mcp_types.CallToolResult(
-        content=[mcp_types.TextContent(type="text", text=text)], structured_content=data
-    )
+    return ToolResult([text], data)
 
 
-def _error(message: str, code_name: str, code: int | None) -> mcp_types.CallToolResult:
+def _error(message: str, code_name: str, code: int | None) -> ToolResult:
     error: dict[str, Any] = {"error": code_name, "message": message}
     if code is not None:
         error["code"] = code
-    return mcp_types.CallToolResult(
-        content=[mcp_types.TextContent(type="text", text=message)],
-        structured_content=error,
-        is_error=True,
-    )
+    return ToolResult([message], error, is_error=True)
 
 
 def _code_name(error: MeshError) -> str:
