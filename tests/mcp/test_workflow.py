@@ -107,6 +107,11 @@ async def test_state_list_is_paged_with_after_and_next_after(mesh: Mesh) -> None
     assert [e["key"] for e in rest["entries"]] == ["c"]
     assert "next_after" not in rest  # the last page says nothing more
     assert "limit must be at least 1" in await agent.error("mesh_state", action="list", limit=0)
+    for i in range(25):
+        await agent.ok("mesh_state", action="set", key=f"n{i:02}", value=i, namespace="many")
+    default = await agent.ok("mesh_state", action="list", namespace="many")
+    assert len(default["entries"]) == 20  # a page an agent's context can afford
+    assert default["next_after"] == "n19"
 
 
 async def test_events_read_returns_what_happened_since_the_last_read(mesh: Mesh) -> None:

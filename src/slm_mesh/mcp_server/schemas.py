@@ -94,7 +94,7 @@ TOOLS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             ttl=_number("seconds until the key expires (set)", exclusiveMinimum=0),
             prefix=_text("only keys starting with this (list)"),
             after=_text("list keys after this one: the next_after of the previous page (list)"),
-            limit=_int("at most this many keys (list, default 100)", minimum=1, maximum=1000),
+            limit=_int("at most this many keys (list, default 20)", minimum=1, maximum=1000),
         ),
     ),
     (

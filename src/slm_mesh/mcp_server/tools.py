@@ -227,9 +227,8 @@ class Tools:
             text = args.text(name)
             if text is not None:
                 params[name] = text
-        limit = args.integer("limit", minimum=1)  # the broker caps it at 1,000
-        if limit is not None:
-            params["limit"] = limit
+        # Fewer than the broker's 100 by default: every value lands in the agent's context.
+        params["limit"] = args.integer("limit", minimum=1) or 20  # the broker caps at 1,000
         result = await self.session.call("state.list", params)
         page = {"entries": [views.state_entry(e) for e in result["entries"]]}
         if result.get("next_after") is not None:
