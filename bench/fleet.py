@@ -12,7 +12,9 @@ output schema), then ``tools/call``; channel notifications arrive through a
 ``NotificationBinding``. ``--client raw`` drives them with the same JSON-RPC lines written
 by hand instead, which costs the driving process far less CPU: the difference between the
 two runs is the client's share of a 2-core machine. The load generator of the throughput
-figure runs in a process of its own and reports its CPU time. Every process of a run lives
+figure runs in a process of its own and reports its CPU time, and the CPU time of the
+broker, the servers and the launchers over the same run (``cpu_s``, ``cpu_ms_per_call``,
+from /proc). Every process of a run lives
 in a temp data dir and is killed by pid at the end of its part.
 
 Before measuring, the package is byte-compiled, as ``pip install`` does for a regular
@@ -87,6 +89,34 @@ def pss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` so far; 0.0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_kind(pid: int) -> str:
+    """broker, server (the warm process and the servers it forks) or launcher."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    if b"broker" in argv:
+        return "broker"
+    return "server" if b"slm_mesh.zygote" in argv else "launcher"
+
+
+def cpu_by_kind(pids: list[int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid in pids:
+        kind = process_kind(pid)
+        out[kind] = out.get(kind, 0.0) + cpu_s(pid)
+    return out
 
 
 class RawSession:
@@ -387,6 +417,8 @@ async def loadgen(data_dir: Path, sessions: int, seconds: float) -> dict[str, An
         for s in fleet_:
             await s.initialize()
         await fleet_[0].tool("mesh_state", action="set", key="k", value="v")
+        ours = processes_in(data_dir)
+        kinds0 = cpu_by_kind(ours)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         stop = t0 + seconds
@@ -402,13 +434,21 @@ async def loadgen(data_dir: Path, sessions: int, seconds: float) -> dict[str, An
                 nursery.start_soon(hammer, s)
         elapsed = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        kinds1 = cpu_by_kind(ours)
+    loadgen_cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    cpu = {kind: kinds1[kind] - kinds0.get(kind, 0.0) for kind in kinds1}
+    cpu["loadgen"] = loadgen_cpu
+    calls = max(1, len(lat))
     return {
         "sessions": sessions,
         "calls_per_s": round(len(lat) / elapsed),
         "p50_ms": ms(percentile(lat, 50)),
         "p99_ms": ms(percentile(lat, 99)),
         "tool": "mesh_state get",
-        "loadgen_cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2),
+        "loadgen_cpu_s": round(loadgen_cpu, 2),
+        # Per process kind over the run (/proc): where the 2 CPUs went, per call.
+        "cpu_s": {kind: round(value, 2) for kind, value in sorted(cpu.items())},
+        "cpu_ms_per_call": {kind: round(v * 1000 / calls, 3) for kind, v in sorted(cpu.items())},
         "seconds": round(elapsed, 2),
     }
 
