@@ -1,16 +1,38 @@
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from slm_mesh.config import Settings
-from tests.wire import make_settings, short_tmp
+from tests.wire import make_settings, processes_under, short_tmp
 
 
 @pytest.fixture
 def tmp_short() -> Iterator[Path]:
+    """A short temp dir; at the end no process may still run with a data dir inside it.
+
+    Every fixture built on this one (brokers, agents, the CLI's) has been torn down by
+    then and was to stop by pid what it started: a survivor is a leak. It is killed, and
+    the test fails at teardown naming it.
+    """
     with short_tmp() as d:
         yield d
+        leaked = {pid: _cmdline(pid) for pid in processes_under(d)}
+        for pid in leaked:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if leaked:
+            pytest.fail(f"processes left running in the test's data dir: {leaked}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -240,6 +240,17 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
 def processes_in(data_dir: Path) -> list[int]:
     """Our processes whose environment points ``SLM_MESH_DATA_DIR`` at ``data_dir``."""
     wanted = f"SLM_MESH_DATA_DIR={data_dir}".encode()
+    return _processes_where(lambda entry: entry == wanted)
+
+
+def processes_under(root: Path) -> list[int]:
+    """Our processes whose ``SLM_MESH_DATA_DIR`` is ``root`` or a folder inside it."""
+    exact = f"SLM_MESH_DATA_DIR={root}".encode()
+    inside = exact + b"/"
+    return _processes_where(lambda entry: entry == exact or entry.startswith(inside))
+
+
+def _processes_where(matches: Callable[[bytes], bool]) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -248,7 +259,7 @@ def processes_in(data_dir: Path) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue  # gone, or not ours
-        if wanted in environ.split(b"\0") and alive(int(entry.name)):
+        if any(matches(item) for item in environ.split(b"\0")) and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

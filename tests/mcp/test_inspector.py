@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from slm_mesh.config import Settings
+from tests.mcp.harness import Mesh
 
 ROOT = Path(__file__).resolve().parents[2]
 INSPECTOR = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
@@ -45,8 +46,10 @@ async def inspect(settings: Settings, *method: str) -> Any:
     return json.loads(done.stdout)
 
 
-@pytest.mark.usefixtures("mesh")  # stops the broker the server starts
-async def test_the_inspector_lists_the_tools_and_calls_mesh_status(settings: Settings) -> None:
+async def test_the_inspector_lists_the_tools_and_calls_mesh_status(
+    settings: Settings,
+    mesh: Mesh,  # stops the broker the server starts (pytest-trio ignores usefixtures)
+) -> None:
     listed = await inspect(settings, "tools/list")
     assert [tool["name"] for tool in listed["tools"]][:2] == ["mesh_peers", "mesh_summary"]
     assert len(listed["tools"]) == 8

@@ -140,7 +140,12 @@ def spawn(settings: Settings) -> Iterator[Any]:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-        for pid in processes_in(settings.data_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # Until none is left: a server on its way out may still start a broker or a warm
+        # process after the first look.
+        deadline = time.monotonic() + BOUND_S
+        while (pids := processes_in(settings.data_dir)) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
         log.close()
