@@ -20,12 +20,16 @@ def tmp_short() -> Iterator[Path]:
     """
     with short_tmp() as d:
         yield d
-        leaked = {pid: _cmdline(pid) for pid in processes_under(d)}
-        for pid in leaked:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if leaked:
-            pytest.fail(f"processes left running in the test's data dir: {leaked}")
+        _fail_on_leftovers(d)
+
+
+def _fail_on_leftovers(root: Path) -> None:
+    leaked = {pid: _cmdline(pid) for pid in processes_under(root)}
+    for pid in leaked:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if leaked:
+        pytest.fail(f"processes left running in the test's data dir: {leaked}")
 
 
 def _cmdline(pid: int) -> str:
@@ -41,8 +45,12 @@ def settings(tmp_short: Path) -> Settings:
 
 
 @pytest.fixture(autouse=True)
-def _no_user_mesh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may touch ~/.slm-mesh: point every default at a temp dir."""
-    monkeypatch.setenv("SLM_MESH_DATA_DIR", str(tmp_path / "default-data-dir"))
+def _no_user_mesh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test may touch ~/.slm-mesh: point every default at a temp dir (and leave no
+    process running there, as :func:`tmp_short` checks)."""
+    default = tmp_path / "default-data-dir"
+    monkeypatch.setenv("SLM_MESH_DATA_DIR", str(default))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv("SLM_MESH_SOCKET", raising=False)
+    yield
+    _fail_on_leftovers(default)
