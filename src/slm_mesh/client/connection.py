@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -100,7 +101,16 @@ class Connection:
         self._waiting: dict[int, _Waiter] = {}
         self._lines = LineBuffer(max_line_bytes)
         self._scope = anyio.CancelScope()
-        self._writer = _writer_for(stream)
+        self._read_some: Callable[[], Awaitable[bytes]]
+        raw = _raw_socket_under_trio(stream)
+        if raw is not None:
+            # The stream then owns nothing but its closing: its send would return only once
+            # all is written, and its receive yields once more after every read.
+            self._writer = nonblocking_writer(raw.send, raw, WRITE_HIGH_WATER)
+            self._read_some = DirectReader(raw.recv, raw, RECEIVE_BYTES).receive
+        else:  # every line through the flusher and the stream
+            self._writer = EagerWriter(refuse, stream.send, WRITE_HIGH_WATER)
+            self._read_some = functools.partial(stream.receive, RECEIVE_BYTES)
         self._pushes, receive = anyio.create_memory_object_stream[tuple[str, Any]](
             notification_buffer
         )
@@ -165,10 +175,9 @@ class Connection:
             self._fail_from(self._writer.error, "sending to the broker failed")
 
     async def _read(self) -> None:
-        receive = _reader_for(self.stream)
         while True:
             try:
-                chunk = await receive()
+                chunk = await self._read_some()  # b"" or anyio.EndOfStream at the end
             except anyio.EndOfStream:
                 chunk = b""
             except (
@@ -218,24 +227,11 @@ class Connection:
         self.fail(exc)
 
 
-def _writer_for(stream: anyio.abc.ByteStream) -> EagerWriter:
-    """Callers write straight to the socket under trio, whose stream owns only the reading
-    side then (its ``send`` would return only once all is written, so nothing of ours can
-    overtake it). Elsewhere every line goes through the flusher and the stream."""
-    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-    if raw is not None and _in_trio():
-        return nonblocking_writer(raw.send, raw, WRITE_HIGH_WATER)
-    return EagerWriter(refuse, stream.send, WRITE_HIGH_WATER)
-
-
-def _reader_for(stream: anyio.abc.ByteStream) -> Callable[[], Awaitable[bytes]]:
-    """Under trio the socket is read directly (:mod:`slm_mesh.direct_read`; trio's stream
-    would yield once more after every read); elsewhere through the stream. ``b""`` or
-    ``anyio.EndOfStream`` is the end."""
-    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-    if raw is not None and _in_trio():
-        return functools.partial(DirectReader(raw.recv, raw, RECEIVE_BYTES).receive)
-    return functools.partial(stream.receive, RECEIVE_BYTES)
+def _raw_socket_under_trio(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    """The stream's socket, to be used directly: under trio only (:mod:`slm_mesh.direct_read`
+    and :func:`slm_mesh.client.eager.nonblocking_writer` wait on trio's epoll)."""
+    raw: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    return raw if raw is not None and _in_trio() else None
 
 
 def _in_trio() -> bool:
