@@ -45,7 +45,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.wire import processes_in
+from tests.wire import cpu_seconds, processes_in
 
 import slm_mesh
 
@@ -91,15 +91,6 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` so far; 0.0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def process_kind(pid: int) -> str:
     """broker, server (the warm process and the servers it forks) or launcher."""
     try:
@@ -115,7 +106,7 @@ def cpu_by_kind(pids: list[int]) -> dict[str, float]:
     out: dict[str, float] = {}
     for pid in pids:
         kind = process_kind(pid)
-        out[kind] = out.get(kind, 0.0) + cpu_s(pid)
+        out[kind] = out.get(kind, 0.0) + cpu_seconds(pid)
     return out
 
 

@@ -39,6 +39,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.wire import cpu_seconds
+
 SERVER_ARGV = [sys.executable, "-m", "slm_mesh", "mcp"]
 FLOOR_SCRIPT = """
 import anyio
@@ -189,13 +193,6 @@ class Broker:
         self.sock.close()
 
 
-def cpu_ms(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (clock-tick resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
-
-
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -275,7 +272,8 @@ def time_start(argv: list[str], env: dict[str, str], log: Path) -> dict[str, flo
     server only), and the RSS after them."""
     server = Server(argv, env, log)
     try:
-        timing = {"initialize_ms": server.initialize() * 1000, "cpu_ms": cpu_ms(server.pid)}
+        initialize_s = server.initialize()
+        timing = {"initialize_ms": initialize_s * 1000, "cpu_ms": cpu_seconds(server.pid) * 1000}
         if argv == SERVER_ARGV:
             server.tool("mesh_status")
             timing["first_call_ms"] = (time.perf_counter() - server.started) * 1000

@@ -264,14 +264,28 @@ def _processes_where(matches: Callable[[bytes], bool]) -> list[int]:
     return found
 
 
+def proc_stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1], user
+    and system CPU ticks [11] and [12]). Raises ``OSError`` once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[-1].decode().split()
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a running (not zombie) process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
+        state = proc_stat(pid)[0]
     except (OSError, IndexError):
         return False
-    return state not in (b"Z", b"X")
+    return state not in ("Z", "X")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) ``pid`` has used so far; 0.0 once it is gone."""
+    try:
+        fields = proc_stat(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Gone(ConnectionError):

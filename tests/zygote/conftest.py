@@ -17,15 +17,10 @@ from typing import IO, Any
 import pytest
 
 from slm_mesh.config import Settings
-from tests.wire import broker_env, processes_in
+from tests.wire import broker_env, proc_stat, processes_in
 
 LAUNCHER = [sys.executable, "-m", "slm_mesh", "mcp"]
 BOUND_S = 60.0
-
-
-def proc_stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
 
 
 def session_pids(data_dir: Path) -> list[int]:

@@ -14,12 +14,11 @@ from typing import Any
 
 from slm_mesh.config import Settings
 from slm_mesh.zygote import wire
-from tests.wire import alive
+from tests.wire import alive, proc_stat
 from tests.zygote.conftest import (
     LAUNCHER,
     Session,
     maps_library,
-    proc_stat,
     session_pids,
     wait_until,
 )
