@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from slm_mesh.config import Settings
+from tests import outside
 from tests.wire import make_settings, processes_under, short_tmp
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs(tool, ...)``: skip (or under CI, fail) when a tool is missing."""
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            outside.require(name)
 
 
 @pytest.fixture

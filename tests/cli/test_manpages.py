@@ -70,7 +70,7 @@ def test_the_protocol_page_lists_every_method_error_and_event_type() -> None:
     assert "UNIX-CONNECT" in roff
 
 
-@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
+@pytest.mark.needs("groff")
 @pytest.mark.parametrize("page", manpages.PAGES)
 def test_groff_formats_the_pages_without_a_warning(page: str) -> None:
     done = subprocess.run(

@@ -187,9 +187,7 @@ def _verify(files: list[Path], tmp: Path, home: Path) -> subprocess.CompletedPro
     )
 
 
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
-)
+needs_systemd_analyze = pytest.mark.needs("systemd-analyze")
 
 
 @needs_systemd_analyze

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from slm_mesh.client import BlockingClient
 from slm_mesh.config import Settings
 from tests.cli.conftest import LineReader
 
-pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
+pytestmark = pytest.mark.needs("socat")
 
 REPO = Path(__file__).resolve().parents[2]
 
