@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from slm_mesh.config import Settings
-from slm_mesh.store import Store
+from slm_mesh.store import SQLiteStore
 from tests.wire import LineClient, broker_env, broker_process, stop_process, wait_for_socket
 
 
@@ -42,7 +42,7 @@ def test_sigkill_loses_no_message_whose_send_was_answered(settings: Settings) ->
         assert set(answered) <= set(stored)
         assert len(stored) == len(set(stored))  # nothing stored twice
         back.close()
-    store = Store.open(settings.db_path)
+    store = SQLiteStore.open_file(settings.db_path)
     try:
         assert store.integrity_ok()
     finally:

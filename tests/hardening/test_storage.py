@@ -20,7 +20,7 @@ import pytest
 
 from slm_mesh.config import Settings
 from slm_mesh.protocol import errors
-from slm_mesh.store import SCHEMA_VERSION, Store
+from slm_mesh.store import SCHEMA_VERSION, SQLiteStore, Store
 from tests.hardening.disk import Disk
 from tests.wire import LineClient, broker_env, stop_process, wait_for_socket
 
@@ -124,7 +124,7 @@ def test_a_disk_that_fills_while_running_fails_writes_cleanly_and_recovers_when_
         assert call(a, "lock.release", path="/r/held.py")["result"] == {"released": 1}
         assert proc.poll() is None  # never crashed
     assert proc.returncode == 0
-    store = Store.open(settings.db_path)
+    store = SQLiteStore.open_file(settings.db_path)
     try:
         assert store.integrity_ok()
     finally:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from slm_mesh.store import SCHEMA_VERSION, SchemaError, Store
-from slm_mesh.store.schema import migrate, read_version
+from slm_mesh.store import SCHEMA_VERSION, SchemaError, SQLiteStore, Store
+from slm_mesh.store.sqlite.schema import migrate, read_version
 from tests.mesh.harness import Bench
 
 TABLES = {"meta", "peers", "messages", "state", "locks", "events"}
@@ -30,7 +30,7 @@ def test_an_empty_database_is_migrated_to_the_current_schema() -> None:
 
 
 def test_a_new_store_is_empty_and_sound(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "mesh.db")
+    store = SQLiteStore.open_file(tmp_path / "mesh.db")
     assert store.integrity_ok()
     assert set(store.counts().values()) == {0}
     assert store.last_seq() == 0
@@ -48,7 +48,7 @@ def test_reopening_a_store_keeps_its_data(tmp_path: Path) -> None:
     seq = bench.store.last_seq()
     bench.store.close()
 
-    store = Store.open(path)
+    store = SQLiteStore.open_file(path)
     [version] = store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
     assert int(version["value"]) == SCHEMA_VERSION
     message = store.get_message(msg_id)

@@ -1,10 +1,12 @@
 """Upkeep: what is pruned, and when."""
 
 from slm_mesh.config import EVENT_RETENTION_S, HOURS, READ_MESSAGE_RETENTION_S
+from slm_mesh.store import SQLiteStore
 from tests.mesh.harness import Bench
 
 
 def message_ids(bench: Bench) -> list[int]:
+    assert isinstance(bench.store, SQLiteStore)
     rows = bench.store.conn.execute("SELECT id FROM messages ORDER BY id").fetchall()
     return [r["id"] for r in rows]
 

@@ -1,7 +1,17 @@
-"""SQLite storage (through sqlite-utils): schema, migrations and every query."""
+"""Storage behind one interface (:class:`Store`): SQLite, the embedded default
+(:mod:`.sqlite`), or PostgreSQL, shared by the brokers of several machines
+(:mod:`.postgresql`). The only package that speaks SQL."""
 
-from slm_mesh.store.db import Store
-from slm_mesh.store.opening import Row
-from slm_mesh.store.schema import SCHEMA_VERSION, SchemaError, StorageError
+from slm_mesh.store.base import Row, Store
+from slm_mesh.store.errors import SchemaError, StorageError, StoreUnavailable
+from slm_mesh.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
-__all__ = ["SCHEMA_VERSION", "Row", "SchemaError", "StorageError", "Store"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Row",
+    "SQLiteStore",
+    "SchemaError",
+    "StorageError",
+    "Store",
+    "StoreUnavailable",
+]

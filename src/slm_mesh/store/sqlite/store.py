@@ -1,4 +1,4 @@
-"""SQLite storage: every query of the mesh (opening the file is :mod:`.opening`, the
+"""The SQLite store: every query of the mesh (opening the file is :mod:`.opening`, the
 schema and its migrations :mod:`.schema`).
 
 The broker is the only writer. WAL with ``synchronous=NORMAL`` makes every committed
@@ -19,8 +19,9 @@ from typing import Any
 
 import sqlite_utils
 
-from slm_mesh.store.opening import Row, open_database, storage_error
-from slm_mesh.store.schema import StorageError
+from slm_mesh.store.base import Row, Store
+from slm_mesh.store.errors import StorageError
+from slm_mesh.store.sqlite.opening import open_database, storage_error
 
 _PEER_COLUMNS = (
     "id, name, agent, pid, cwd, git_root, git_branch, summary, status, state, resume_token, "
@@ -32,8 +33,8 @@ _MESSAGE_COLUMNS = (
 )
 
 
-class Store:
-    """The mesh's durable state. Open with :meth:`open`."""
+class SQLiteStore(Store):
+    """The mesh's durable state in one SQLite file. Open with :meth:`open_file`."""
 
     def __init__(self, db: sqlite_utils.Database, path: Path | None) -> None:
         self.db = db
@@ -47,7 +48,7 @@ class Store:
         self._pushed: list[tuple[float, int]] = []
 
     @classmethod
-    def open(cls, path: Path | None) -> Store:
+    def open_file(cls, path: Path | None) -> SQLiteStore:
         """Open (creating and migrating) the database at ``path``; ``None`` for in-memory.
 
         Raises:

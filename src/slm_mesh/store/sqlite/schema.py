@@ -1,4 +1,4 @@
-"""The database schema and its migrations.
+"""The SQLite schema and its migrations.
 
 Rules:
 1. ``meta.schema_version`` says which migrations ran. Each migration is a function from
@@ -6,7 +6,7 @@ Rules:
 2. A database from a newer slm-mesh (a version above :data:`SCHEMA_VERSION`) is refused,
    never downgraded: :class:`SchemaError` says what to do.
 3. Tables are created with sqlite-utils (so their shape is declared as data); queries on the
-   hot path are plain SQL in :mod:`slm_mesh.store.db`.
+   hot path are plain SQL in :mod:`slm_mesh.store.sqlite.store`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,9 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from slm_mesh.store.errors import SchemaError
+
 SCHEMA_VERSION = 1
-
-
-class SchemaError(Exception):
-    """The database can't be used by this version of slm-mesh."""
-
-
-class StorageError(Exception):
-    """The file system refused to let the database be opened or written (disk full,
-    read-only, I/O error). Nothing was changed; the message says what to do."""
 
 
 def _v1(db: sqlite_utils.Database) -> None:

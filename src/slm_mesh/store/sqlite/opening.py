@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlite_utils
 
-from slm_mesh.store.schema import SchemaError, StorageError, migrate
-
-Row = dict[str, Any]
+from slm_mesh.store.base import Row
+from slm_mesh.store.errors import SchemaError, StorageError
+from slm_mesh.store.sqlite.schema import migrate
 
 AUTOCHECKPOINT_PAGES = 16_384  # 64 MiB of WAL
 
