@@ -65,6 +65,12 @@ MAINTENANCE_INTERVAL_S = 1 * MINUTES
 PUSHED_FLUSH_S = 0.05 * SECONDS
 CHECKPOINT_INTERVAL_S = 1 * SECONDS
 CHECKPOINT_WAL_BYTES = 4 * MiB
+# How long the broker remembers who edited a file (file.edited), for the edit guard's
+# "edited lately by another session" warning.
+EDIT_MEMORY_S = 10 * MINUTES
+# A session tied to a process is checked this often where the kernel cannot tell at once
+# that the process exited (no pidfd: macOS, old Linux).
+PROCESS_POLL_S = 2 * SECONDS
 
 
 def _env_float(name: str, default: float) -> float:

@@ -23,7 +23,9 @@ from slm_mesh.mesh import (
     Emit,
     Granted,
     Mesh,
+    UnwatchProcess,
     Waiter,
+    WatchProcess,
 )
 from slm_mesh.protocol.methods import validate
 from slm_mesh.protocol.table import METHODS
@@ -53,7 +55,15 @@ class Bench:
         now: float = T0,
     ) -> None:
         self.store = store if store is not None else Store.open(None)
-        self.mesh = Mesh(self.store, limits or Limits(), grace_s=grace_s, lock_ttl_s=lock_ttl_s)
+        self.exited: set[int] = set()  # pids the bench's "kernel" says are not running
+        self.mesh = Mesh(
+            self.store,
+            limits or Limits(),
+            grace_s=grace_s,
+            lock_ttl_s=lock_ttl_s,
+            process_alive=lambda pid: pid not in self.exited,
+        )
+        self.watched: dict[str, int] = {}  # peer id → pid, as the broker would watch them
         self.now = now
         self.log: list[Effect] = []  # every effect since the last take()
         self.timers: dict[tuple[str, Any], float] = {}
@@ -108,6 +118,14 @@ class Bench:
             self.fire(kind, key)
         self.now = until
 
+    def exit_process(self, pid: int) -> None:
+        """Process ``pid`` exits: the broker tells the mesh for each session tied to it."""
+        self.exited.add(pid)
+        for peer_id in [p for p, watched in self.watched.items() if watched == pid]:
+            del self.watched[peer_id]
+            self.mesh.process_exited(peer_id, self.now)
+            self._collect()
+
     def cancel_wait(self, waiter: Waiter) -> None:
         self.mesh.cancel_wait(waiter, self.now)
         self._collect()
@@ -119,6 +137,10 @@ class Bench:
                 self.timers[(effect.kind, effect.key)] = effect.at
             elif isinstance(effect, DisarmTimer):
                 self.timers.pop((effect.kind, effect.key), None)
+            elif isinstance(effect, WatchProcess):
+                self.watched[effect.peer_id] = effect.pid
+            elif isinstance(effect, UnwatchProcess):
+                self.watched.pop(effect.peer_id, None)
 
     # -- reading what happened -----------------------------------------------------------
 

@@ -31,6 +31,10 @@ CONTRACT_METHODS = {
     "event.subscribe",
     "event.unsubscribe",
     "rpc.discover",
+    # hooks (ARCHITECTURE.md §9)
+    "peer.attach",
+    "message.wait",
+    "file.edited",
 }
 SESSION_METHODS = {
     "peer.update",
@@ -41,6 +45,8 @@ SESSION_METHODS = {
     "lock.acquire",
     "lock.release",
     "lock.renew",
+    "message.wait",
+    "file.edited",
 }
 
 

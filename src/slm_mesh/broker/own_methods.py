@@ -97,6 +97,10 @@ async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[
     return {"last_seq": broker.store.last_seq()}
 
 
+def wait_for_messages(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    return broker.message_waits.wait(broker, conn, params)
+
+
 def unsubscribe(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
     broker.subscribers.pop(conn.id, None)
     return {}
@@ -112,4 +116,5 @@ HANDLERS: dict[str, Handler] = {
     "rpc.discover": discover,
     "event.subscribe": subscribe,
     "event.unsubscribe": unsubscribe,
+    "message.wait": wait_for_messages,
 }

@@ -44,7 +44,9 @@ from slm_mesh.mesh import (
     Emit,
     Granted,
     Mesh,
+    UnwatchProcess,
     Waiter,
+    WatchProcess,
 )
 from slm_mesh.protocol.errors import (
     InternalError,
@@ -60,6 +62,8 @@ from slm_mesh.store import StorageError, Store
 
 from . import credentials, own_methods
 from .connection import Connection
+from .message_wait import MessageWaits
+from .processes import ProcessWatch, process_alive
 from .timers import Timers
 
 log = logging.getLogger(__name__)
@@ -80,8 +84,13 @@ class Broker:
         self.settings = settings
         self.store = store
         self.mesh = Mesh(
-            store, settings.limits, grace_s=settings.grace_s, lock_ttl_s=settings.lock_ttl_s
+            store,
+            settings.limits,
+            grace_s=settings.grace_s,
+            lock_ttl_s=settings.lock_ttl_s,
+            process_alive=process_alive,
         )
+        self.message_waits = MessageWaits()
         self.sockets = listeners
         self.idle_exit_s = idle_exit_s
         self.token = token
@@ -122,6 +131,7 @@ class Broker:
             async with trio.open_nursery() as system:
                 self.system = system
                 self.timers = Timers(system, self._timer_fired)
+                self.processes = ProcessWatch(system, self._process_exited)
                 self.mesh.start(self.now())
                 self._apply(self.mesh.drain())
                 with self.handlers_scope:
@@ -164,9 +174,9 @@ class Broker:
     def _touch_idle(self) -> None:
         if self.idle_exit_s is None:
             return
-        self.idle_scope.deadline = (
-            math.inf if self.conns else trio.current_time() + self.idle_exit_s
-        )
+        # A session tied to a process keeps the broker up as a connection does.
+        busy = self.conns or self.mesh.sessions.tied
+        self.idle_scope.deadline = math.inf if busy else trio.current_time() + self.idle_exit_s
 
     async def _upkeep(self) -> None:
         while True:
@@ -314,9 +324,14 @@ class Broker:
 
     # -- effects -----------------------------------------------------------------------
 
+    def apply_effects(self) -> None:
+        """Carry out what the mesh asked for since the last time."""
+        self._apply(self.mesh.drain())
+
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Emit):
+                self._wake_message_waiters(effect.event)
                 for conn_id, filt in list(self.subscribers.items()):
                     if filt is None or effect.event["type"] in filt:
                         conn = self.conns.get(conn_id)
@@ -336,8 +351,29 @@ class Broker:
                     event.set()
             elif isinstance(effect, Detach):
                 pass  # the mesh already unbound it; the connection carries on anonymous
+            elif isinstance(effect, WatchProcess):
+                self.processes.watch(effect.peer_id, effect.pid)
+                self._touch_idle()
+            elif isinstance(effect, UnwatchProcess):
+                self.processes.unwatch(effect.peer_id)
+                self._touch_idle()
             else:  # pragma: no cover
                 raise InvalidParams("effect", repr(effect))
+
+    def _wake_message_waiters(self, event: dict[str, Any]) -> None:
+        data = event["data"]
+        if event["type"] == "message_sent":
+            for peer_id in data["recipients"]:
+                self.message_waits.wake(peer_id)
+        elif event["type"] == "peer_left":
+            self.message_waits.wake(data["peer_id"])
+
+    def _process_exited(self, peer_id: str) -> None:
+        try:
+            self.mesh.process_exited(peer_id, self.now())
+        except Exception as exc:
+            _log_failure(f"ending the session of {peer_id} (its process exited)", exc)
+        self._apply(self.mesh.drain())
 
     def _timer_fired(self, kind: str, key: Any) -> None:
         try:

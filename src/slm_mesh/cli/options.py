@@ -24,6 +24,7 @@ EventType = Literal[
     "lock_acquired",
     "lock_released",
     "lock_expired",
+    "file_edited",
 ]
 
 Json = Annotated[

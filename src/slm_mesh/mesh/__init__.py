@@ -11,7 +11,9 @@ from slm_mesh.mesh.context import (
     Effect,
     Emit,
     Granted,
+    UnwatchProcess,
     Waiter,
+    WatchProcess,
 )
 from slm_mesh.mesh.core import Mesh
 
@@ -24,5 +26,7 @@ __all__ = [
     "Emit",
     "Granted",
     "Mesh",
+    "UnwatchProcess",
     "Waiter",
+    "WatchProcess",
 ]

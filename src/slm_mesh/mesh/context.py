@@ -69,6 +69,23 @@ class Detach:
     conn_id: ConnId
 
 
+@dataclass(frozen=True, slots=True)
+class WatchProcess:
+    """Session ``peer_id`` lives as long as process ``pid``: tell the mesh when it exits
+    (:meth:`Mesh.process_exited`)."""
+
+    peer_id: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnwatchProcess:
+    """Stop watching the process of session ``peer_id`` (a connection carries it now, or
+    it is gone)."""
+
+    peer_id: str
+
+
 @dataclass(eq=False, slots=True)
 class Waiter:
     """A queued ``lock.acquire`` (FIFO). The broker waits on it; the mesh grants it."""
@@ -86,7 +103,7 @@ class Granted:
     waiter: Waiter
 
 
-Effect = Emit | Deliver | ArmTimer | DisarmTimer | Detach | Granted
+Effect = Emit | Deliver | ArmTimer | DisarmTimer | Detach | Granted | WatchProcess | UnwatchProcess
 
 
 @dataclass
@@ -120,8 +137,9 @@ class Context:
 CLI_NAME = "cli"
 
 
-def peer_view(row: Row, connected: bool) -> dict[str, Any]:
-    """A peer as the wire shows it."""
+def peer_view(row: Row, connected: bool, lifetime: str = "connection") -> dict[str, Any]:
+    """A peer as the wire shows it (``connected``: live on this machine, by a connection
+    or, for ``lifetime`` "process", by its agent's process)."""
     return {
         "peer_id": row["id"],
         "name": row["name"],
@@ -135,4 +153,5 @@ def peer_view(row: Row, connected: bool) -> dict[str, Any]:
         "connected": connected,
         "joined_at": row["joined_at"],
         "last_seen": row["last_seen"],
+        "lifetime": lifetime,
     }

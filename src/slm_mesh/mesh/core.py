@@ -14,6 +14,7 @@ from typing import Any
 
 from slm_mesh.config import EVENT_RETENTION_S, READ_MESSAGE_RETENTION_S, Limits
 from slm_mesh.mesh.context import CLI_NAME, ConnId, Context, Effect, Waiter
+from slm_mesh.mesh.edits import Edits
 from slm_mesh.mesh.locks import Locks
 from slm_mesh.mesh.messages import Messages
 from slm_mesh.mesh.sessions import Sessions
@@ -27,15 +28,27 @@ Handler = Callable[[ConnId, str | None, dict[str, Any], float], Any]
 
 
 class Mesh:
-    def __init__(self, store: Store, limits: Limits, *, grace_s: float, lock_ttl_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        limits: Limits,
+        *,
+        grace_s: float,
+        lock_ttl_s: float,
+        process_alive: Callable[[int], bool] = lambda _pid: True,
+    ) -> None:
+        """``process_alive(pid)`` tells whether a process runs (the broker asks the
+        kernel); a session tied to a process that does not run is refused."""
         self.ctx = Context(store, limits, grace_s=grace_s, lock_ttl_s=lock_ttl_s)
         self.store = store
-        self.sessions = Sessions(self.ctx, on_gone=self._session_gone)
+        self.sessions = Sessions(self.ctx, self._session_gone, process_alive)
         self.messages = Messages(self.ctx, self.sessions)
         self.state = SharedState(self.ctx)
         self.locks = Locks(self.ctx, self.sessions)
+        self.edits = Edits(self.ctx, self.sessions, self.locks)
         self._handlers: dict[str, Handler] = {
             "peer.register": lambda c, p, a, n: self.sessions.register(c, a, n),
+            "peer.attach": lambda c, p, a, n: self.sessions.attach(c, a),
             "peer.update": lambda c, p, a, n: self.sessions.update(_me(p), a, n),
             "peer.list": lambda c, p, a, n: self.sessions.list(p, a),
             "peer.whoami": lambda c, p, a, n: self.sessions.view(self.sessions.row(_me(p))),
@@ -51,7 +64,8 @@ class Mesh:
             "lock.release": lambda c, p, a, n: self.locks.release(_me(p), a, n),
             "lock.renew": lambda c, p, a, n: self.locks.renew(_me(p), a, n),
             "lock.list": lambda c, p, a, n: self.locks.list_locks(a, n),
-            "lock.check": lambda c, p, a, n: self.locks.check(p, a, n),
+            "lock.check": self._check,
+            "file.edited": lambda c, p, a, n: self.edits.edited(_me(p), a, n),
             "event.read": lambda c, p, a, n: self.read_events(a),
         }
 
@@ -92,6 +106,11 @@ class Mesh:
         with self._mirroring_the_store():
             self.sessions.disconnected(conn_id, now)
 
+    def process_exited(self, peer_id: str, now: float) -> None:
+        """The process session ``peer_id`` is tied to has exited."""
+        with self._mirroring_the_store():
+            self.sessions.process_exited(peer_id, now)
+
     def timer_fired(self, kind: str, key: Any, now: float) -> None:
         with self._mirroring_the_store():
             if kind == "lock":
@@ -125,6 +144,7 @@ class Mesh:
     def upkeep(self, now: float) -> dict[str, int]:
         """Expire state keys and prune old messages and events."""
         expired = self.state.expire(now)
+        self.edits.prune(now)
         pruned_messages, pruned_events = self.store.prune(
             read_before=now - READ_MESSAGE_RETENTION_S,
             events_before=now - EVENT_RETENTION_S,
@@ -148,6 +168,22 @@ class Mesh:
         return self.store.last_seq()
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _check(
+        self, conn_id: ConnId, peer_id: str | None, params: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        """``lock.check``, with the recent edits of other sessions when asked."""
+        result = self.locks.check(peer_id, params, now)
+        within = params.get("edited_within")
+        if within is not None:
+            held = {conflict["path"] for conflict in result["conflicts"]}
+            result["edits"] = [
+                edit
+                for path in self.locks.checked_paths(peer_id, params)
+                if path not in held
+                for edit in self.edits.recent(peer_id, path, within, now)
+            ]
+        return result
 
     def _author(self, peer_id: str | None) -> str:
         return self.sessions.row(peer_id)["name"] if peer_id else CLI_NAME

@@ -273,22 +273,55 @@ class Locks:
         rows = sorted(self._live_rows(now), key=lambda r: (r["path"], r["acquired_at"]))
         return {"locks": [self.view(r) for r in rows if not prefix or r["path"].startswith(prefix)]}
 
+    def own_covering(self, peer_id: str, path: str, now: float) -> Row | None:
+        """This session's live lock on ``path`` or on a glob covering it, if any."""
+        for (locked, holder), row in self.held.items():
+            if holder == peer_id and row["expires_at"] > now and paths.matches(locked, path):
+                return row
+        return None
+
+    def extend(self, row: Row, until: float) -> bool:
+        """Move a held lock's expiry to ``until`` if that is later; whether it moved."""
+        if until <= row["expires_at"]:
+            return False
+        key = (row["path"], row["peer_id"])
+        row = {**row, "expires_at": until}
+        with self.ctx.transaction():
+            self.store.put_lock(row)
+        self.held[key] = row
+        self.ctx.effects.append(ArmTimer("lock", key, until))
+        return True
+
     def check(self, peer_id: str | None, params: dict[str, Any], now: float) -> dict[str, Any]:
-        """Which ``paths`` overlap a lock held by another session (any mode: a commit
-        guard must not write what someone else is reading or editing)."""
-        cwd = params.get("cwd")
+        """Which ``paths`` overlap a lock held by another session, as a lock of ``mode``
+        would see them (exclusive, the default: any holder, since a commit guard must not
+        write what someone else is reading or editing; shared: exclusive holders only).
+        Each holder says whether its session is ``live`` (connected, or its process
+        running) or away in its grace period."""
+        mode = params.get("mode", "exclusive")
         conflicts = []
+        for path in self.checked_paths(peer_id, params):
+            holders = self.holders_against(peer_id, path, mode, now)
+            if holders:
+                views = [
+                    {**self.view(r), "live": self.sessions.is_live(r["peer_id"])} for r in holders
+                ]
+                conflicts.append({"path": path, "holders": views})
+        return {"conflicts": conflicts}
+
+    def checked_paths(self, peer_id: str | None, params: dict[str, Any]) -> list[str]:
+        """The ``paths`` of a ``lock.check``, normalised against its ``cwd`` or the
+        caller's."""
+        cwd = params.get("cwd")
+        if not cwd and peer_id is not None:
+            cwd = self.sessions.row(peer_id)["cwd"]
+        out = []
         for raw in params["paths"]:
             try:
-                path = paths.normalise(
-                    raw, cwd or (self.sessions.row(peer_id)["cwd"] if peer_id else None)
-                )
+                out.append(paths.normalise(raw, cwd))
             except ValueError as exc:
                 raise InvalidParams("paths", f"{raw}: {exc}") from None
-            holders = self.holders_against(peer_id, path, "exclusive", now)
-            if holders:
-                conflicts.append({"path": path, "holders": [self.view(r) for r in holders]})
-        return {"conflicts": conflicts}
+        return out
 
     def invariant_violations(self, now: float) -> list[tuple[Row, Row]]:
         """Pairs of live holders that must never coexist (for tests)."""

@@ -6,8 +6,9 @@ Rules:
 2. Each recipient has its own row (and id) moving ``queued → pushed → read``. ``pushed``
    means the broker wrote it to the recipient's connection; only ``message.inbox`` (with
    ``mark_read``) or ``message.ack`` make it ``read``. Pushing never marks read.
-3. ``to: "all"`` reaches every connected peer but the sender (optionally only those in
-   ``scope``); with nobody there the result is empty, not an error. A peer that is away is
+3. ``to: "all"`` reaches every live peer (connected, or tied to a running process) but
+   the sender (optionally only those in ``scope``); with nobody there the result is empty,
+   not an error. A peer that is away is
    sent to by id or name and gets the message queued; a gone or unknown one is -32002.
 4. A connection without a peer sends as ``cli`` (the shell user).
 """
@@ -121,7 +122,7 @@ class Messages:
                     "peer_id": peer["id"],
                     "name": peer["name"],
                     "id": row["id"],
-                    "connected": peer["id"] in self.sessions.conn_of,
+                    "connected": self.sessions.is_live(peer["id"]),
                 }
                 for peer, row in sent
             ],
@@ -131,7 +132,7 @@ class Messages:
         rows = [
             r
             for r in self.store.peers_in(("live",))
-            if r["id"] in self.sessions.conn_of and (sender is None or r["id"] != sender["id"])
+            if self.sessions.is_live(r["id"]) and (sender is None or r["id"] != sender["id"])
         ]
         if scope in ("directory", "repo"):
             field = "cwd" if scope == "directory" else "git_root"
@@ -152,7 +153,10 @@ class Messages:
         else:
             sender_id = None if sender_filter == CLI_NAME else self._sender_id(sender_filter)
             rows = self.store.inbox(peer_id, sender_id=sender_id, filter_sender=True, **kwargs)
-        rows = within_budget(rows, MAX_RESPONSE_BODY_BYTES)
+        budget = MAX_RESPONSE_BODY_BYTES
+        if params.get("max_chars") is not None:
+            budget = min(budget, params["max_chars"])
+        rows = within_budget(rows, budget)
         if params["mark_read"]:
             unread = [r["id"] for r in rows if r["status"] != "read"]
             if unread:

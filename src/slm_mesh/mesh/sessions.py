@@ -11,6 +11,17 @@ Rules:
    taken name gets a numeric suffix (``backend-2``).
 4. On a broker restart every peer that was live is set away with a fresh grace, so MCP
    servers can reconnect and resume.
+5. A session may instead live as long as its agent's process (``lifetime: process``: an
+   agent whose hooks speak to the mesh but that runs no MCP server). No connection carries
+   it; the broker watches the pid and the session is gone the moment the process exits.
+   Registering so for a pid that already has a live session attaches to that session. A
+   later registration by a connection with the same ``pid`` (the agent's MCP server)
+   adopts the session: same id, name, inbox and locks, carried by that connection from
+   then on. A session a connection carries is never tied to a process.
+6. Other connections may attach to a live session (``peer.attach``, by the agent's pid or
+   its own session id, remembered once linked) and act as it: read its inbox, take its
+   locks. Closing an attached connection ends nothing; ``peer.unregister`` on it ends the
+   session at once, for every connection.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ from slm_mesh.mesh.context import (
     Deliver,
     Detach,
     DisarmTimer,
+    UnwatchProcess,
+    WatchProcess,
     peer_view,
 )
 from slm_mesh.mesh.messages import message_view, within_budget
@@ -39,12 +52,22 @@ _REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch")
 
 
 class Sessions:
-    def __init__(self, ctx: Context, on_gone: Callable[[str, float], None]) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        on_gone: Callable[[str, float], None],
+        process_alive: Callable[[int], bool],
+    ) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self._on_gone = on_gone  # releases the locks of a peer that is gone
-        self.conn_of: dict[str, ConnId] = {}  # live peer id → its connection
-        self.peer_of: dict[ConnId, str] = {}
+        self._process_alive = process_alive
+        self.conn_of: dict[str, ConnId] = {}  # live peer id → the connection carrying it
+        self.peer_of: dict[
+            ConnId, str
+        ] = {}  # connection → the peer it acts as (carrier or attached)
+        self.tied: dict[str, int] = {}  # peer id → pid of the process it lives as long as
+        self.agent_sessions: dict[str, str] = {}  # agent's own session id → peer id
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -64,7 +87,25 @@ class Sessions:
         return row
 
     def view(self, row: Row) -> dict[str, Any]:
-        return peer_view(row, row["id"] in self.conn_of)
+        tied = row["id"] in self.tied
+        return peer_view(
+            row, tied or row["id"] in self.conn_of, "process" if tied else "connection"
+        )
+
+    def is_live(self, peer_id: str) -> bool:
+        """Carried by a connection of this broker, or tied to a running process."""
+        return peer_id in self.conn_of or peer_id in self.tied
+
+    def of_process(self, pid: int) -> str | None:
+        """The live session of agent process ``pid`` (the latest joined, if several)."""
+        found = [
+            row
+            for peer_id in (*self.conn_of, *self.tied)
+            if (row := self.store.get_peer(peer_id)) is not None and row["pid"] == pid
+        ]
+        if not found:
+            return None
+        return str(max(found, key=lambda r: (r["joined_at"], r["id"]))["id"])
 
     def resolve(self, who: str) -> Row:
         """A live or away peer by id or by name.
@@ -106,10 +147,24 @@ class Sessions:
             )
         self._check_summary(params.get("summary"))
         token = params.get("resume")
+        if token and params["lifetime"] == "process":
+            raise InvalidParams("resume", "a session tied to a process is not resumed by token")
         if token:
             row = self.store.peer_by_token(token)
             if row is not None and row["state"] != "gone":
                 return self._resume(conn_id, row, params, now)
+        pid = params.get("pid")
+        if params["lifetime"] == "process":
+            return self._register_for_process(conn_id, params, now)
+        if pid is not None:
+            tied = [p for p, tied_pid in self.tied.items() if tied_pid == pid]
+            if tied:  # the agent's MCP server adopts the session its hooks started
+                return self._resume(conn_id, self.row(tied[-1]), params, now)
+        return self._new_peer(conn_id, params, now)
+
+    def _new_peer(
+        self, conn_id: ConnId, params: dict[str, Any], now: float, *, carried: bool = True
+    ) -> dict[str, Any]:
         peer_id = secrets.token_hex(4)
         while self.store.get_peer(peer_id) is not None:
             peer_id = secrets.token_hex(4)
@@ -129,13 +184,115 @@ class Sessions:
         with self.ctx.transaction():
             self.store.insert_peer(row)
             self.ctx.emit("peer_joined", self._event_data(row, resumed=False), now)
-        self._bind(conn_id, peer_id)
+        if carried:
+            self._bind(conn_id, peer_id)
+        else:
+            self._tie(peer_id, params["pid"])
+            self.peer_of[conn_id] = peer_id
+        self._remember_agent_session(peer_id, params.get("agent_session"))
         return {
             "peer_id": peer_id,
             "name": name,
             "resume_token": row["resume_token"],
             "resumed": False,
+            "attached": not carried,
         }
+
+    def _register_for_process(
+        self, conn_id: ConnId, params: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        """``lifetime: process`` (rule 5): attach to the live session of ``pid``, take back
+        an away one of that pid, or start one tied to the process."""
+        pid = params.get("pid")
+        if pid is None:
+            raise InvalidParams("pid", "lifetime=process needs the pid of the agent's process")
+        if not self._process_alive(pid):
+            raise InvalidParams("pid", f"no process {pid} is running")
+        live = self._find(pid, params.get("agent_session"))
+        if live is not None:
+            self.peer_of[conn_id] = live
+            self._remember_agent_session(live, params.get("agent_session"))
+            row = self.row(live)
+            return {
+                "peer_id": live,
+                "name": row["name"],
+                "resume_token": row["resume_token"],
+                "resumed": False,
+                "attached": True,
+            }
+        away = [r for r in self.store.peers_in(("away",)) if r["pid"] == pid]
+        if away:  # its broker restarted, or its MCP server left: the process lives on
+            row = away[-1]
+            fields: dict[str, Any] = {f: params[f] for f in _REGISTER_FIELDS if f in params}
+            fields.update(state="live", away_since=None, last_seen=now)
+            with self.ctx.transaction():
+                self.store.update_peer(row["id"], **fields)
+                row = {**row, **fields}
+                self.ctx.emit("peer_joined", self._event_data(row, resumed=True), now)
+            self.ctx.effects.append(DisarmTimer("grace", row["id"]))
+            self._tie(row["id"], pid)
+            self.peer_of[conn_id] = row["id"]
+            self._remember_agent_session(row["id"], params.get("agent_session"))
+            return {
+                "peer_id": row["id"],
+                "name": row["name"],
+                "resume_token": row["resume_token"],
+                "resumed": True,
+                "attached": True,
+            }
+        return self._new_peer(conn_id, params, now, carried=False)
+
+    def attach(self, conn_id: ConnId, params: dict[str, Any]) -> dict[str, Any]:
+        """Act as a live session on this connection without carrying it (rule 6).
+
+        Raises:
+            InvalidParams: neither pid nor agent_session given.
+            PeerNotFound: no live session of that process or agent session.
+        """
+        if conn_id in self.peer_of:
+            raise InvalidRequest(
+                f"this connection is already peer {self.peer_of[conn_id]}; "
+                "call peer.unregister first"
+            )
+        pid, agent_session = params.get("pid"), params.get("agent_session")
+        if pid is None and agent_session is None:
+            raise InvalidParams("pid", "give the agent's pid or its agent_session")
+        peer_id = self._find(pid, agent_session)
+        if peer_id is None:
+            what = f"process {pid}" if pid is not None else f"agent session {agent_session!r}"
+            raise PeerNotFound(f"no live session of {what} in the mesh", {"pid": pid})
+        self.peer_of[conn_id] = peer_id
+        self._remember_agent_session(peer_id, agent_session)
+        return self.view(self.row(peer_id))
+
+    def _find(self, pid: int | None, agent_session: str | None) -> str | None:
+        if agent_session is not None:
+            peer_id = self.agent_sessions.get(agent_session)
+            if peer_id is not None and self.is_live(peer_id):
+                return peer_id
+        return self.of_process(pid) if pid is not None else None
+
+    def _remember_agent_session(self, peer_id: str, agent_session: str | None) -> None:
+        if agent_session:
+            self.agent_sessions[agent_session] = peer_id
+
+    def _tie(self, peer_id: str, pid: int) -> None:
+        self.tied[peer_id] = pid
+        self.ctx.effects.append(WatchProcess(peer_id, pid))
+
+    def _untie(self, peer_id: str) -> None:
+        if self.tied.pop(peer_id, None) is not None:
+            self.ctx.effects.append(UnwatchProcess(peer_id))
+
+    def process_exited(self, peer_id: str, now: float) -> None:
+        """The process a session was tied to exited: the session is gone at once."""
+        if peer_id not in self.tied:
+            return  # adopted by a connection meanwhile, or gone already
+        try:
+            self._make_gone(peer_id, "process_exited", now)
+        except Exception:
+            self.ctx.effects.append(ArmTimer("grace", peer_id, now + STORAGE_RETRY_S))
+            raise
 
     def _resume(
         self, conn_id: ConnId, row: Row, params: dict[str, Any], now: float
@@ -154,8 +311,10 @@ class Sessions:
             # The old connection may be half-dead; the newer one wins.
             self._unbind(old_conn)
             self.ctx.effects.append(Detach(old_conn))
+        self._untie(peer_id)  # a connection carries it now (rule 5)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
+        self._remember_agent_session(peer_id, params.get("agent_session"))
         for msg in self._resume_page(peer_id):
             self.ctx.effects.append(Deliver(conn_id, message_view(msg)))
         return {
@@ -163,6 +322,7 @@ class Sessions:
             "name": row["name"],
             "resume_token": row["resume_token"],
             "resumed": True,
+            "attached": False,
         }
 
     def _resume_page(self, peer_id: str) -> list[Row]:
@@ -203,16 +363,19 @@ class Sessions:
 
     def unregister(self, conn_id: ConnId, now: float) -> dict[str, Any]:
         peer_id = self.peer_of[conn_id]
-        self._make_gone(peer_id, "unregistered", now)
-        self._unbind(conn_id)  # after: if the store refuses, the session carries on
+        self._make_gone(peer_id, "unregistered", now, caller=conn_id)
         return {}
 
     # -- connection lifecycle ------------------------------------------------------------
 
     def disconnected(self, conn_id: ConnId, now: float) -> None:
-        """The connection carrying a peer closed: the peer is away for the grace period."""
+        """The connection carrying a peer closed: the peer is away for the grace period.
+        An attached connection closing changes nothing (rule 6)."""
         peer_id = self.peer_of.get(conn_id)
         if peer_id is None:
+            return
+        if self.conn_of.get(peer_id) != conn_id:
+            del self.peer_of[conn_id]
             return
         self._unbind(conn_id)
         try:
@@ -235,7 +398,7 @@ class Sessions:
         """The grace timer of a peer no connection carries fired (its state may still read
         ``live`` if the store refused to record it away)."""
         row = self.store.get_peer(peer_id)
-        if row is None or row["state"] == "gone" or peer_id in self.conn_of:
+        if row is None or row["state"] == "gone" or self.is_live(peer_id):
             return
         try:
             self._make_gone(peer_id, "grace_expired", now)
@@ -243,7 +406,9 @@ class Sessions:
             self.ctx.effects.append(ArmTimer("grace", peer_id, now + STORAGE_RETRY_S))
             raise
 
-    def _make_gone(self, peer_id: str, reason: str, now: float) -> None:
+    def _make_gone(
+        self, peer_id: str, reason: str, now: float, *, caller: ConnId | None = None
+    ) -> None:
         with self.ctx.transaction():
             row = self.row(peer_id)
             self.store.update_peer(peer_id, state="gone", away_since=None, last_seen=now)
@@ -252,6 +417,15 @@ class Sessions:
                 "peer_left", {"peer_id": peer_id, "name": row["name"], "reason": reason}, now
             )
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
+        # Only once committed: if the store refused, the session carries on as it was.
+        self._untie(peer_id)
+        self.conn_of.pop(peer_id, None)
+        for conn_id in [c for c, p in self.peer_of.items() if p == peer_id]:
+            del self.peer_of[conn_id]
+            if conn_id != caller:
+                self.ctx.effects.append(Detach(conn_id))
+        for agent_session in [a for a, p in self.agent_sessions.items() if p == peer_id]:
+            del self.agent_sessions[agent_session]
 
     def _bind(self, conn_id: ConnId, peer_id: str) -> None:
         self.conn_of[peer_id] = conn_id

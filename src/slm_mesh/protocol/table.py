@@ -14,6 +14,7 @@ MAX_PATH_CHARS = 4_096
 MAX_LIST_ITEMS = 1_000
 MAX_TTL_S = 86_400.0
 MAX_WAIT_S = 3_600.0
+MAX_MESSAGE_WAIT_S = 86_400.0
 
 MESSAGE_TYPES = ("text", "json", "command", "alert")
 SCOPES = ("machine", "directory", "repo")
@@ -29,7 +30,9 @@ EVENT_TYPES = (
     "lock_acquired",
     "lock_released",
     "lock_expired",
+    "file_edited",
 )
+LIFETIMES = ("connection", "process")
 
 _namespace = Param("namespace", "string", "state namespace", default="default", max_chars=256)
 _key = Param("key", "string", "state key (≤ 256 bytes)", required=True)
@@ -48,6 +51,18 @@ _path = Param(
 )
 _cwd = Param(
     "cwd", "string", "directory that relative paths are taken against", max_chars=MAX_PATH_CHARS
+)
+_agent_session = Param(
+    "agent_session",
+    "string",
+    "the agent's own session id (e.g. Claude Code's session_id), remembered once linked",
+    max_chars=256,
+)
+_max_chars = Param(
+    "max_chars",
+    "integer",
+    "most characters of message bodies to return (at least one message is returned)",
+    minimum=1,
 )
 _types = Param(
     "types", "string[]", "event types to include ('*' for all)", max_items=64, max_chars=64
@@ -87,8 +102,29 @@ METHOD_LIST: tuple[Method, ...] = (
             Param("git_branch", "string", "git branch", max_chars=256),
             Param("summary", "string", "what this session is working on"),
             Param("resume", "string", "resume_token of an earlier session", max_chars=128),
+            Param(
+                "lifetime",
+                "string",
+                "connection: the session lives while this connection does (then its grace); "
+                "process: it lives exactly as long as process pid, and this connection is "
+                "only attached to it (the live session of pid, if there is one, is attached "
+                "to instead of a new one)",
+                default="connection",
+                enum=LIFETIMES,
+            ),
+            _agent_session,
         ),
-        "{peer_id, name, resume_token, resumed}",
+        "{peer_id, name, resume_token, resumed, attached}",
+    ),
+    Method(
+        "peer.attach",
+        "Act as the live session of an agent process (or agent session id) on this "
+        "connection, without carrying it: closing this connection does not end it.",
+        (
+            Param("pid", "integer", "the agent's pid", minimum=1),
+            _agent_session,
+        ),
+        "peer",
     ),
     Method(
         "peer.update",
@@ -142,8 +178,38 @@ METHOD_LIST: tuple[Method, ...] = (
                 cap=True,
             ),
             Param("mark_read", "boolean", "mark returned messages read", default=True),
+            _max_chars,
         ),
         "{messages, unread_left}",
+        session=True,
+    ),
+    Method(
+        "message.wait",
+        "Wait until this session has unread messages, then return them. One waiter per "
+        "session: a newer one ends the older (reason replaced).",
+        (
+            Param(
+                "timeout",
+                "number",
+                "seconds to wait at most",
+                default=MAX_MESSAGE_WAIT_S,
+                minimum=0,
+                maximum=MAX_MESSAGE_WAIT_S,
+                cap=True,
+            ),
+            Param(
+                "limit",
+                "integer",
+                "most messages to return",
+                default=20,
+                minimum=1,
+                maximum=500,
+                cap=True,
+            ),
+            Param("mark_read", "boolean", "mark returned messages read", default=True),
+            _max_chars,
+        ),
+        "{messages, unread_left, reason: message|replaced|timeout|gone}",
         session=True,
     ),
     Method(
@@ -259,8 +325,48 @@ METHOD_LIST: tuple[Method, ...] = (
                 max_chars=MAX_PATH_CHARS,
             ),
             _cwd,
+            Param(
+                "mode",
+                "string",
+                "check as a lock of this mode would: exclusive (any holder conflicts) or "
+                "shared (only exclusive holders do)",
+                default="exclusive",
+                enum=LOCK_MODES,
+            ),
+            Param(
+                "edited_within",
+                "number",
+                "also list paths another session edited (file.edited) this many seconds back",
+                minimum=0,
+                maximum=MAX_TTL_S,
+            ),
         ),
-        "{conflicts: [{path, holders}]}",
+        "{conflicts: [{path, holders}], edits: [{path, peer_id, name, at}]}",
+    ),
+    Method(
+        "file.edited",
+        "Record that this session edited these files (event file_edited) and renew its "
+        "own locks on them; with lock_ttl, lock each unlocked one exclusively.",
+        (
+            Param(
+                "paths",
+                "string[]",
+                "the edited files",
+                required=True,
+                max_items=MAX_LIST_ITEMS,
+                max_chars=MAX_PATH_CHARS,
+            ),
+            _cwd,
+            Param(
+                "lock_ttl",
+                "number",
+                "take an exclusive lock of this many seconds on each edited file not locked",
+                minimum=0.001,
+                maximum=MAX_TTL_S,
+            ),
+        ),
+        "{renewed, locked}",
+        session=True,
     ),
     Method(
         "event.read",
