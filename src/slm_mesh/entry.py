@@ -1,5 +1,6 @@
 """The ``slm-mesh`` command (``bin/slm-mesh``). ``slm-mesh mcp`` (what every agent starts) goes
-straight to the stdlib-only launcher; everything else loads the cyclopts CLI."""
+straight to the stdlib-only launcher, ``slm-mesh hook …`` (what the agents' hooks run) to the
+stdlib-only hook; everything else loads the cyclopts CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ def main() -> int:
         from slm_mesh.zygote.launcher import launch
 
         return launch()
+    if sys.argv[1:2] == ["hook"] and "--help" not in sys.argv and "-h" not in sys.argv:
+        from slm_mesh.hooks.main import main as hook_main
+
+        return hook_main(sys.argv[2:])
     from slm_mesh.cli import main as cli_main
 
     return cli_main()

@@ -22,6 +22,7 @@ from slm_mesh.cli.options import (
     SHARED,
     TALK,
     Body,
+    HookAgent,
     Json,
     MessageType,
     Platform,
@@ -313,7 +314,7 @@ def service_status(
     return outcome.run(lambda out: cmd_service.status(out, platform, directory), as_json)
 
 
-# -- mcp -------------------------------------------------------------------------------
+# -- agents: mcp and hooks ---------------------------------------------------------------
 
 
 @app.command(group=SETUP)
@@ -322,6 +323,39 @@ def mcp() -> int:
     from slm_mesh.mcp_server import main as mcp_main
 
     return mcp_main()
+
+
+@app.command(group=SETUP)
+def hook(
+    event: Annotated[
+        str,
+        cyclopts.Parameter(
+            help="The agent's name for the event: SessionStart, UserPromptSubmit, PreToolUse, "
+            "PostToolUse, Stop, SessionEnd (Claude Code, Codex); BeforeAgent, BeforeTool, "
+            "AfterTool (Gemini CLI); sessionStart, preToolUse, postToolUse, afterFileEdit, "
+            "sessionEnd (Cursor)."
+        ),
+    ],
+    /,
+    *,
+    agent: Annotated[
+        HookAgent, cyclopts.Parameter(help="Whose hook format stdin and stdout are in.")
+    ] = "claude",
+) -> int:
+    """Run one lifecycle hook of an agent: its hook JSON on stdin, the answer on stdout.
+
+    What ``slm-mesh install AGENT`` writes into the agent's hooks. At session start it
+    briefs the session (who else works here, their locks, unread messages) and starts the
+    broker if none runs; at each prompt and after each tool call it hands over the messages
+    that arrived; before an edit it refuses a file another live session holds; after an
+    edit it records it (and with ``SLM_MESH_AUTOLOCK=1`` locks it for 15 min); Claude
+    Code's Stop hook waits for a message and wakes the idle session; at session end the
+    session leaves at once. It never stands in the agent's way: without a broker, or on
+    any error, it exits 0 and prints nothing (``<data dir>/hooks.log`` says why).
+    """
+    from slm_mesh.hooks.main import main as hook_main
+
+    return hook_main([event, "--agent", agent])
 
 
 def main(argv: list[str] | None = None) -> int:

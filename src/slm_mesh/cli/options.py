@@ -14,6 +14,8 @@ Scope = Literal["machine", "directory", "repo"]
 MessageType = Literal["text", "json", "command", "alert"]
 LockMode = Literal["exclusive", "shared"]
 Platform = Literal["systemd", "launchd"]
+HookAgent = Literal["claude", "codex", "gemini", "cursor"]
+InstallAgent = Literal["claude", "codex", "gemini", "cursor", "git"]
 EventType = Literal[
     "peer_joined",
     "peer_left",

@@ -125,9 +125,13 @@ def from_process_tree(
 
 def agent_pid(env: Mapping[str, str] | None = None) -> int:
     """The pid of the agent that started us: our parent, or ``SLM_MESH_AGENT_PID`` when a
-    launcher ran us on its behalf (then our parent is not the agent)."""
+    launcher ran us on its behalf (then our parent is not the agent), up past any shell
+    that ran us for it: the same rule as the agent's hooks follow
+    (:func:`slm_mesh.hooks.process.agent_pid`), so both name the same session."""
+    from slm_mesh.hooks.process import agent_pid as nearest_agent
+
     raw = (os.environ if env is None else env).get(AGENT_PID_ENV, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else os.getppid()
+    return nearest_agent(raw, os.getppid())
 
 
 def detect(

@@ -13,13 +13,15 @@ Warm process → launcher:
 The launcher imports this on every agent start, so it imports only C modules: not
 :mod:`socket`, :mod:`json` or :mod:`typing`, whose imports (``enum``, ``re``…) would cost
 more than the rest of the launcher. JSON goes through ``_json``, the accelerator
-:mod:`json` itself uses; where it is missing, through :mod:`json`.
+:mod:`json` itself uses (:mod:`slm_mesh.leanjson`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from slm_mesh.leanjson import decode, encode
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~10 ms here
 
@@ -35,64 +37,11 @@ if TYPE_CHECKING:
         def sendall(self, data: bytes, /) -> None: ...
 
 
+__all__ = ["LineReader", "decode", "encode", "receive_with_fds", "send", "send_with_fds"]
+
 MAX_MESSAGE_BYTES = 1024 * 1024
 FD_COUNT = 3
 _INT_SIZE = 4  # a C int, as SCM_RIGHTS carries fds
-
-
-def _refuse(value: object) -> object:
-    raise TypeError(f"not JSON: {type(value).__name__}")
-
-
-class _ScanContext:
-    """What ``_json.make_scanner`` reads off a JSONDecoder."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-
-    @staticmethod
-    def parse_constant(name: str) -> object:
-        raise ValueError(f"{name} is not allowed")
-
-
-try:
-    import _json
-
-    _encoder = _json.make_encoder(
-        None, _refuse, _json.encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-    _scanner = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
-
-    def encode(message: dict[str, Any]) -> bytes:
-        """One wire line: compact JSON, ASCII, ending in a newline."""
-        return "".join(_encoder(message, 0)).encode() + b"\n"
-
-    def decode(line: bytes) -> dict[str, Any] | None:
-        """The object on one line, or None if it is not one."""
-        try:
-            text = line.decode()
-            value, end = _scanner(text, 0)
-        except (ValueError, StopIteration):  # StopIteration: not JSON at all
-            return None
-        if text[end:].strip():
-            return None
-        return value if isinstance(value, dict) else None
-
-except (ImportError, AttributeError):  # pragma: no cover - CPython always has _json
-    import json
-
-    def encode(message: dict[str, Any]) -> bytes:
-        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
-
-    def decode(line: bytes) -> dict[str, Any] | None:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
 
 
 def socket_path(broker_socket: str | os.PathLike[str]) -> str:

@@ -1,0 +1,107 @@
+"""Never in the agent's way: without a broker, with a broker that does not answer, or with
+input it cannot read, a hook exits 0, prints nothing and says why in the log."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slm_mesh.broker.files import ensure_private_dir
+from slm_mesh.config import Settings
+from tests.cli.conftest import stop_detached
+from tests.hooks.conftest import Agent, hook_argv
+from tests.wire import broker_env
+
+EVENTS: dict[str, dict[str, Any]] = {
+    "UserPromptSubmit": {"prompt": "hi"},
+    "PreToolUse": {"tool_name": "Edit", "tool_input": {"file_path": "/r/a.py"}},
+    "PostToolUse": {"tool_name": "Edit", "tool_input": {"file_path": "/r/a.py"}},
+    "Stop": {"stop_hook_active": False},
+    "SessionEnd": {"reason": "logout"},
+}
+
+
+def log_lines(settings: Settings) -> list[str]:
+    path = settings.data_dir / "hooks.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("event", sorted(EVENTS))
+def test_without_a_broker_a_hook_lets_the_agent_go_on(
+    settings: Settings, agent: Agent, event: str
+) -> None:
+    ensure_private_dir(settings.data_dir)
+    done = agent.run(event, **EVENTS[event])
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    [line] = log_lines(settings)
+    assert f"claude-code {event}: Unreachable: no broker is running" in line
+    assert not settings.socket_path.exists()  # only SessionStart may start one
+
+
+def test_session_start_starts_the_broker(settings: Settings, agent: Agent) -> None:
+    done = agent.run("SessionStart", source="startup")
+    try:
+        assert (done.returncode, done.stdout) == (0, ""), done.stderr
+        assert settings.socket_path.exists()
+        assert agent.output("UserPromptSubmit", prompt="hi") is None  # it is the mesh now
+    finally:
+        pid = int((settings.data_dir / "broker.pid").read_text().split()[0])
+        stop_detached(pid)
+
+
+@contextlib.contextmanager
+def silent_broker(path: Path) -> Iterator[socket.socket]:
+    """A socket that accepts connections and never answers (a hung broker)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(16)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_broker_that_does_not_answer_is_given_up(settings: Settings, agent: Agent) -> None:
+    with silent_broker(settings.socket_path):
+        for event in ("PreToolUse", "UserPromptSubmit", "PostToolUse"):
+            done = agent.run(event, **EVENTS[event])  # returns: it did not wait for ever
+            assert (done.returncode, done.stdout) == (0, "")
+    assert len(log_lines(settings)) == 3
+    assert all("the broker did not answer" in line for line in log_lines(settings))
+
+
+@pytest.mark.parametrize(
+    "stdin", [b"", b"not json", b"[1, 2]", b'{"tool_input": ', b"\xff\xfe", b"{}" * 3]
+)
+def test_input_that_is_not_a_json_object_is_ignored(
+    settings: Settings, agent: Agent, stdin: bytes
+) -> None:
+    ensure_private_dir(settings.data_dir)
+    done = agent.run("PreToolUse", stdin)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert len(log_lines(settings)) == 1
+
+
+def test_an_event_it_does_not_handle_is_ignored(settings: Settings, agent: Agent) -> None:
+    done = agent.run("Notification", message="hello")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_a_wrong_command_line_is_a_non_blocking_error(settings: Settings, agent: Agent) -> None:
+    for args in ([], ["PreToolUse", "--agent", "vim"], ["PreToolUse", "--agent"]):
+        done = subprocess.run(
+            hook_argv("x")[:4] + args,
+            input=b"{}",
+            capture_output=True,
+            env=broker_env(settings),
+            check=False,
+        )
+        assert done.returncode == 1  # never 2, which would block the agent's action
+        assert done.stderr.startswith(b"usage: slm-mesh hook EVENT")
