@@ -154,7 +154,12 @@ PARSED = [
     ("cursor", "beforeShellExecution", {"command": "ls", "cwd": "/p"}, None),
 ]
 
-BASES = {"claude": CLAUDE_BASE, "codex": CODEX_BASE, "gemini": GEMINI_BASE, "cursor": CURSOR_BASE}
+BASES: dict[str, dict[str, Any]] = {
+    "claude": CLAUDE_BASE,
+    "codex": CODEX_BASE,
+    "gemini": GEMINI_BASE,
+    "cursor": CURSOR_BASE,
+}
 
 
 @pytest.mark.parametrize(("agent", "event", "fields", "expected"), PARSED)
