@@ -8,7 +8,7 @@ import pytest
 
 from slm_mesh.config import Settings
 from tests import outside
-from tests.wire import make_settings, processes_under, short_tmp
+from tests.wire import PERSON, make_settings, processes_under, short_tmp
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -60,5 +60,6 @@ def _no_user_mesh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     monkeypatch.setenv("SLM_MESH_DATA_DIR", str(default))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv("SLM_MESH_SOCKET", raising=False)
+    monkeypatch.setenv("SLM_MESH_PERSON", PERSON)  # not the login name of whoever runs them
     yield
     _fail_on_leftovers(default)

@@ -27,10 +27,12 @@ from slm_mesh.broker.server import Broker
 from slm_mesh.config import Settings
 from slm_mesh.store import Store
 
+PERSON = "dave"  # the person at the shell in tests (SLM_MESH_PERSON, tests/conftest.py)
+
 
 def make_settings(root: Path, **overrides: Any) -> Settings:
     data = root / "d"
-    base = Settings(data_dir=data, socket_path=data / "broker.sock", tcp_port=0)
+    base = Settings(data_dir=data, socket_path=data / "broker.sock", tcp_port=0, person=PERSON)
     return replace(base, **overrides)
 
 
@@ -188,7 +190,12 @@ async def in_process_broker(
 def broker_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLM_MESH_", "LISTEN_"))}
     env.pop("XDG_RUNTIME_DIR", None)
-    env.update(SLM_MESH_DATA_DIR=str(settings.data_dir), SLM_MESH_PORT="0", **extra)
+    env.update(
+        SLM_MESH_DATA_DIR=str(settings.data_dir),
+        SLM_MESH_PORT="0",
+        SLM_MESH_PERSON=settings.person,
+        **extra,
+    )
     return env
 
 

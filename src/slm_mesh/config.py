@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_mesh import __version__, locations
+from slm_mesh.person import login_name, person_name
 
 SECONDS = 1.0
 MINUTES = 60 * SECONDS
@@ -131,6 +132,8 @@ class Settings:
     grace_s: float = DEFAULT_GRACE_S
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S
     limits: Limits = field(default_factory=lambda: Limits())
+    person: str = field(default_factory=login_name)
+    """The person at the shell (``slm_mesh.person``): ``SLM_MESH_PERSON`` or the login name."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -143,6 +146,7 @@ class Settings:
             grace_s=_env_float("SLM_MESH_GRACE_S", DEFAULT_GRACE_S),
             idle_exit_s=_env_float("SLM_MESH_IDLE_EXIT_S", DEFAULT_IDLE_EXIT_S),
             limits=Limits.from_env(),
+            person=person_name(),
         )
 
     @property

@@ -49,8 +49,8 @@ async def test_broadcast_reaches_every_connected_peer_but_the_sender(settings: S
         assert len(from_cli["recipients"]) == 4
         with trio.fail_after(5):
             note = await conns[0].notification("message")
-        assert note["params"]["from"] == "cli"
-        assert note["params"]["from_name"] == "cli"
+        assert note["params"]["from"] == "person"
+        assert note["params"]["from_name"] == settings.person
 
 
 async def test_sending_to_an_unknown_peer_is_peer_not_found(settings: Settings) -> None:

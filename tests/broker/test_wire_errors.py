@@ -145,8 +145,12 @@ async def test_batch_of_notifications_gets_no_answer_at_all(settings: Settings) 
 async def test_calls_needing_a_session_say_not_registered(settings: Settings) -> None:
     async with in_process_broker(settings) as b:
         c = await b.connect()
-        for method in ("peer.whoami", "message.inbox", "lock.acquire"):
-            params = {"path": "/x"} if method == "lock.acquire" else {}
+        calls: dict[str, dict[str, Any]] = {
+            "peer.whoami": {},
+            "peer.update": {"summary": "x"},
+            "lock.acquire": {"path": "/x"},
+        }
+        for method, params in calls.items():
             assert (await c.error(method, **params))["code"] == errors.NOT_REGISTERED
 
 

@@ -100,12 +100,12 @@ def test_lock_acquire_holds_the_lock_while_the_command_runs_and_exits_with_its_s
         read_line_until(proc, "running")
         (lock,) = locks(cli)
         assert lock["path"] == f"{cli.cwd}/data/db"
-        assert lock["holder"] == "shell"
+        assert lock["holder"] == f"{settings.person}-2"  # the person's, with a suffix
         assert lock["agent"] == "slm-mesh-cli"
         assert lock["reason"] == "migrate"
         conflict = cli.run("lock", "check", "data/db")
         assert conflict.returncode == 1
-        assert "is locked by shell (slm-mesh-cli)" in conflict.stderr
+        assert f"is locked by {settings.person}-2 (slm-mesh-cli)" in conflict.stderr
         go.touch()
         _, err = finish(proc)
     assert proc.returncode == 7

@@ -60,7 +60,7 @@ def test_the_send_one_liner_delivers_a_message(
     assert answer["result"]["recipients"][0]["name"] == "reviewer"
     assert method == "message"
     assert message["body"] == "build is green"
-    assert message["from"] == "cli"
+    assert (message["from"], message["from_name"]) == ("person", settings.person)
 
 
 def test_the_watch_one_liner_streams_events(

@@ -7,7 +7,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -122,7 +122,7 @@ def test_send_delivers_to_a_named_peer_as_cli(
     }
     assert pushed["body"] == "please look at #12"
     assert pushed["type"] == "alert"
-    assert pushed["from"] == "cli"
+    assert (pushed["from"], pushed["from_name"]) == ("person", settings.person)
 
 
 def test_send_reads_the_body_from_stdin_with_a_dash(
@@ -160,21 +160,34 @@ def test_broadcast_reaches_every_connected_peer(
     assert cli.ok("broadcast", "anyone?") == "nobody to receive it: no peer is connected\n"
 
 
-def test_inbox_receives_what_agents_send_to_the_shell(
+def test_an_agent_answers_the_person_and_the_answer_waits_in_the_inbox(
     cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
 ) -> None:
     first = cli.json("inbox")
-    assert first["peer"]["name"] == "shell"
-    assert first["peer"]["resumed"] is False
-    assert first["messages"] == []
+    assert first == {"messages": [], "unread_left": 0}
     with peer(settings, "backend", "/repo") as agent:
-        agent.call("message.send", {"to": "shell", "body": "done with the API"})
+        asked = cli.json("send", "backend", "is the API done?")
+        (question,) = agent.call("message.inbox", {})["messages"]
+        assert (question["from"], question["from_name"]) == ("person", settings.person)
+        # No shell command runs now: the answer to the shell's message waits all the same.
+        agent.call(
+            "message.send",
+            {"to": question["from"], "body": "done with the API", "reply_to": asked["ids"][0]},
+        )
+    status = cli.json("status")
+    assert status["person"] == {
+        "peer_id": "person",
+        "name": settings.person,
+        "unread": 1,
+        "following": 0,
+    }
+    assert f"{settings.person} (peer id person), 1 unread message" in cli.ok("status")
     doc = cli.json("inbox")
-    assert doc["peer"] == {**first["peer"], "resumed": True}
     (m,) = doc["messages"]
     has_fields(m, MESSAGE_FIELDS)
     assert m["from_name"] == "backend"
-    assert m["to"] == first["peer"]["peer_id"]
+    assert m["reply_to"] == asked["ids"][0]
+    assert m["to"] == "person"
     assert m["body"] == "done with the API"
     assert m["type"] == "text"
     assert m["broadcast"] is False
@@ -187,33 +200,42 @@ def test_inbox_receives_what_agents_send_to_the_shell(
 def test_inbox_follow_prints_messages_as_they_come_and_stops_on_ctrl_c(
     cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
 ) -> None:
-    with running(cli.popen("inbox", "--follow", "--json")) as follower:
-        with peer(settings, "backend", "/repo") as agent:
-            _wait_for_peer(agent, "shell")
-            agent.call("message.send", {"to": "shell", "body": "ping from backend"})
+    with peer(settings, "backend", "/repo") as agent:
+        agent.call("message.send", {"to": settings.person, "body": "sent before following"})
+        with running(cli.popen("inbox", "--follow", "--json")) as follower:
+            (backlog,) = read_line_until(follower, "sent before following")
+            _wait_for_follower(agent)
+            agent.call("message.send", {"to": "person", "body": "ping from backend"})
             (line,) = read_line_until(follower, "ping from backend")
-        message = json.loads(line)
-        assert message["from_name"] == "backend"
-        follower.send_signal(signal.SIGINT)
-        _, err = finish(follower)
-        assert follower.returncode == 0
-        assert "Traceback" not in err
+            message = json.loads(line)
+            assert message["from_name"] == "backend"
+            assert json.loads(backlog)["status"] == "read"
+            _wait_for(lambda: agent.call("mesh.status", {})["person"]["unread"] == 0)  # acked
+            follower.send_signal(signal.SIGINT)
+            _, err = finish(follower)
+    assert follower.returncode == 0
+    assert "Traceback" not in err
 
 
-def _wait_for_peer(client: BlockingClient, name: str) -> None:
+def _wait_for_follower(client: BlockingClient) -> None:
+    _wait_for(lambda: bool(client.call("mesh.status", {})["person"]["following"]))
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        peers = client.call("peer.list", {})["peers"]
-        if any(p["name"] == name and p["connected"] for p in peers):
+        if condition():
             return
         time.sleep(0.05)
-    raise AssertionError(f"{name} never joined")
+    raise AssertionError("the condition never held")
 
 
 # -- state -----------------------------------------------------------------------------
 
 
-def test_state_set_get_list_delete_round_trip(cli: Cli, broker: subprocess.Popen[bytes]) -> None:
+def test_state_set_get_list_delete_round_trip(
+    cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
+) -> None:
     assert cli.json("state", "set", "release", "1.4.0") == {
         "key": "release",
         "namespace": "default",
@@ -227,7 +249,7 @@ def test_state_set_get_list_delete_round_trip(cli: Cli, broker: subprocess.Popen
     assert entry["value"] == {"rps": 10}
     assert entry["namespace"] == "ops"
     assert entry["version"] == 1
-    assert entry["updated_by"] == "cli"
+    assert entry["updated_by"] == settings.person
     assert entry["expires_at"] - entry["updated_at"] == 600
     listed = cli.json("state", "list", "-n", "ops")
     assert listed["namespace"] == "ops"
@@ -317,7 +339,7 @@ def test_events_shows_the_last_events_then_pages_with_after(
     assert [e["data"]["key"] for e in rest["events"]] == ["k2", "k3", "k4"]
     text = cli.ok("events", "--limit", "1").splitlines()
     assert len(text) == 1
-    assert "state_changed" in text[0] and "default/k4 set by cli (version 1)" in text[0]
+    assert "state_changed" in text[0] and "default/k4 set by dave (version 1)" in text[0]
 
 
 def test_events_type_filter(cli: Cli, broker: subprocess.Popen[bytes], settings: Settings) -> None:
@@ -347,7 +369,7 @@ def test_events_follow_sees_an_event_made_by_another_client_and_ends_on_ctrl_c(
             "namespace": "default",
             "key": "after",
             "version": 1,
-            "updated_by": "cli",
+            "updated_by": settings.person,
         }
         assert event["seq"] == json.loads(replayed)["seq"] + 1
         follower.send_signal(signal.SIGINT)

@@ -42,7 +42,7 @@ async def test_blocking_client_against_the_broker(settings: Settings) -> None:
 
         got = await trio.to_thread.run_sync(script)
         assert isinstance(got, dict)
-        assert (got["value"], got["version"], got["updated_by"]) == ("2.1", 1, "cli")
+        assert (got["value"], got["version"], got["updated_by"]) == ("2.1", 1, settings.person)
 
 
 async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(

@@ -165,11 +165,11 @@ async def test_from_is_always_the_senders_own_connection(settings: Settings) -> 
         senders = [(m["from"], m["from_name"], m["body"]) for m in got]
         assert senders == [
             (a_id, "a", "from a"),
-            ("cli", "cli", "from the shell"),
+            ("person", settings.person, "from the shell"),
             (named["peer_id"], named["name"], "from the lookalike"),
         ]
         pushed = [n["params"]["from"] for n in c.notifications if n["method"] == "message"]
-        assert pushed == [a_id, "cli", named["peer_id"]]
+        assert pushed == [a_id, "person", named["peer_id"]]
 
 
 async def test_no_answer_or_event_shows_a_peers_resume_token(settings: Settings) -> None:

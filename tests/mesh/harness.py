@@ -34,6 +34,7 @@ from slm_mesh.store import Store
 GRACE_S = 30.0
 LOCK_TTL_S = 600.0
 T0 = 1_000_000.0
+PERSON = "dave"  # the person at the shell in these tests
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Bench:
             grace_s=grace_s,
             lock_ttl_s=lock_ttl_s,
             process_alive=lambda pid: pid not in self.exited,
+            person_name=PERSON,
         )
         self.watched: dict[str, int] = {}  # peer id → pid, as the broker would watch them
         self.now = now

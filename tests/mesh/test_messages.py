@@ -9,7 +9,7 @@ import pytest
 from slm_mesh.config import Limits
 from slm_mesh.protocol import errors
 from slm_mesh.store import Store
-from tests.mesh.harness import GRACE_S, Bench, Peer
+from tests.mesh.harness import GRACE_S, PERSON, Bench, Peer
 
 
 def status_of(bench: Bench, recipient: Peer, message_id: int) -> str:
@@ -110,7 +110,7 @@ def test_inbox_reads_a_page_and_reports_how_many_are_left(bench: Bench) -> None:
     assert rest["unread_left"] == 0
 
 
-def test_inbox_filters_by_sender_name_id_or_cli(bench: Bench) -> None:
+def test_inbox_filters_by_sender_name_id_or_the_person(bench: Bench) -> None:
     a, b, me = bench.register("a"), bench.register("b"), bench.register("me")
     bench.call(a.conn, "message.send", to="me", body="from a")
     bench.call(b.conn, "message.send", to="me", body="from b")
@@ -123,16 +123,18 @@ def test_inbox_filters_by_sender_name_id_or_cli(bench: Bench) -> None:
     assert bodies("a") == ["from a"]
     assert bodies(b.peer_id) == ["from b"]
     assert bodies("cli") == ["from the shell"]
+    assert bodies("person") == ["from the shell"]
+    assert bodies(PERSON) == ["from the shell"]
     with pytest.raises(errors.PeerNotFound):
         bodies("nobody")
 
 
-def test_an_anonymous_sender_is_the_cli(bench: Bench) -> None:
+def test_an_anonymous_sender_is_the_person(bench: Bench) -> None:
     b = bench.register("b")
     bench.call(0, "message.send", to="b", body="from the shell")
     [msg] = bench.call(b.conn, "message.inbox")["messages"]
-    assert msg["from"] == "cli"
-    assert msg["from_name"] == "cli"
+    assert msg["from"] == "person"
+    assert msg["from_name"] == PERSON
 
 
 # -- broadcast ---------------------------------------------------------------------------

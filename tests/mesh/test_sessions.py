@@ -9,7 +9,7 @@ import pytest
 from slm_mesh.mesh import ArmTimer, Detach, DisarmTimer
 from slm_mesh.protocol import errors
 from slm_mesh.store import Store
-from tests.mesh.harness import GRACE_S, T0, Bench
+from tests.mesh.harness import GRACE_S, PERSON, T0, Bench
 
 
 def test_register_gives_a_peer_id_its_name_and_a_resume_token(bench: Bench) -> None:
@@ -76,8 +76,6 @@ SESSION_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("peer.update", {"summary": "x"}),
     ("peer.whoami", {}),
     ("peer.unregister", {}),
-    ("message.inbox", {}),
-    ("message.ack", {"ids": [1]}),
     ("lock.acquire", {"path": "/r/a"}),
     ("lock.release", {"path": "/r/a"}),
     ("lock.renew", {"path": "/r/a", "ttl": 5}),
@@ -312,6 +310,10 @@ def test_a_restart_keeps_peers_away_for_one_grace_and_ends_locks_whose_time_is_u
     store.close()
 
 
-def test_the_reserved_names_all_and_cli_get_a_suffix(bench: Bench) -> None:
+def test_the_reserved_names_all_cli_person_and_the_persons_name_get_a_suffix(
+    bench: Bench,
+) -> None:
     assert bench.register("all").name == "all-2"
     assert bench.register("cli").name == "cli-2"
+    assert bench.register("person").name == "person-2"
+    assert bench.register(PERSON).name == f"{PERSON}-2"

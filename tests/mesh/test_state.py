@@ -10,7 +10,7 @@ import pytest
 from slm_mesh.config import Limits
 from slm_mesh.mesh.shared_state import PAGE_BYTES
 from slm_mesh.protocol import errors
-from tests.mesh.harness import Bench
+from tests.mesh.harness import PERSON, Bench
 
 
 def set_(bench: Bench, key: str, value: Any, conn: int = 0, **params: Any) -> int:
@@ -34,7 +34,7 @@ def test_get_returns_the_value_who_wrote_it_and_when(bench: Bench) -> None:
     assert got["updated_by"] == "writer"
     assert got["updated_at"] == bench.now
     set_(bench, "k", 1)
-    assert bench.call(0, "state.get", key="k")["updated_by"] == "cli"
+    assert bench.call(0, "state.get", key="k")["updated_by"] == PERSON
 
 
 def test_a_missing_key_reads_as_null(bench: Bench) -> None:
@@ -66,7 +66,7 @@ def test_every_change_emits_an_event(bench: Bench) -> None:
     assert changed == [1, 2]
     [deleted] = bench.events("state_deleted")
     assert deleted["data"]["reason"] == "deleted"
-    assert deleted["data"]["deleted_by"] == "cli"
+    assert deleted["data"]["deleted_by"] == PERSON
 
 
 # -- compare-and-set ---------------------------------------------------------------------

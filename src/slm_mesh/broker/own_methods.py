@@ -60,6 +60,7 @@ def status(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
         "counts": counts,
         "db_bytes": broker.store.size_bytes(),
         "idle_exit_s": broker.idle_exit_s,
+        "person": broker.mesh.sessions.person_view(),
     }
 
 

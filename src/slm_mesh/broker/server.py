@@ -89,6 +89,7 @@ class Broker:
             grace_s=settings.grace_s,
             lock_ttl_s=settings.lock_ttl_s,
             process_alive=process_alive,
+            person_name=settings.person,
         )
         self.message_waits = MessageWaits()
         self.sockets = listeners

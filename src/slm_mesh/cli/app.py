@@ -175,7 +175,8 @@ def send(
     ] = None,
     as_json: Json = False,
 ) -> int:
-    """Send a message to one peer. It comes from ``cli``, the anonymous shell user."""
+    """Send a message to one peer. It comes from you, the person at the shell (peer id
+    ``person``): the agent's answer lands in ``slm-mesh inbox``."""
     from slm_mesh.cli import cmd_peers
 
     return outcome.run(lambda out: cmd_peers.send(out, peer, message, type_, reply_to), as_json)
@@ -198,9 +199,6 @@ def broadcast(
 @app.command(group=TALK)
 def inbox(
     *,
-    name: Annotated[
-        str, cyclopts.Parameter(help="Peer name the shell receives messages as.")
-    ] = "shell",
     all_: Annotated[
         bool,
         cyclopts.Parameter(
@@ -222,17 +220,16 @@ def inbox(
     ] = False,
     as_json: Json = False,
 ) -> int:
-    """Read the messages sent to the shell.
+    """Read the messages sent to you, the person at the shell.
 
-    The shell joins the mesh as peer NAME (``shell``), so agents reach you by sending to
-    it. Between two runs the session waits 30 s (the grace period) with messages queued
-    for it; ``--follow`` stays in the mesh, printing messages as they come, until Ctrl-C.
+    Agents reach you with ``mesh_send to=person`` (or your name: your login name, or
+    ``SLM_MESH_PERSON`` where the broker started; ``slm-mesh status`` shows it), and their
+    answers to what you ``send`` come back here. Messages wait in your inbox whether or not
+    a shell command runs; ``--follow`` prints them as they come, until Ctrl-C.
     """
     from slm_mesh.cli import cmd_peers
 
-    return outcome.run(
-        lambda out: cmd_peers.inbox(out, name, all_, peek, max(1, limit), follow), as_json
-    )
+    return outcome.run(lambda out: cmd_peers.inbox(out, all_, peek, max(1, limit), follow), as_json)
 
 
 # -- state, locks and events (cli.app_shared) -------------------------------------------

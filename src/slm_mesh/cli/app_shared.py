@@ -141,7 +141,12 @@ def lock_acquire(
         float, cyclopts.Parameter(help="Seconds to queue for the lock (0: fail at once).")
     ] = 0.0,
     reason: Annotated[str | None, cyclopts.Parameter(help="Why, shown to others.")] = None,
-    name: Annotated[str, cyclopts.Parameter(help="Peer name to hold the lock as.")] = "shell",
+    name: Annotated[
+        str | None,
+        cyclopts.Parameter(
+            help="Peer name to hold the lock as (default: yours, the person's, with a suffix)."
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> int:
     """Take a lock and hold it while COMMAND runs, like flock(1).

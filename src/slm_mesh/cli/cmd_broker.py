@@ -147,6 +147,7 @@ def show_status(out: Output, client: BlockingClient, *, started: bool | None) ->
                 "data dir",
                 f"{render.home_relative(info['data_dir'])} (db {render.size(info['db_bytes'])})",
             ),
+            ("you", _person(info)),
             ("peers", f"{counts['peers']} connected, {counts['away']} away"),
             ("messages", f"{counts['messages']} stored, {counts['unread']} unread"),
             ("locks", str(counts["locks"])),
@@ -159,6 +160,16 @@ def show_status(out: Output, client: BlockingClient, *, started: bool | None) ->
             ("idle exit", idle_text),
         ]
     )
+
+
+def _person(info: dict[str, Any]) -> str:
+    """The person at the shell: name, id and unread messages (``slm-mesh inbox``)."""
+    person = info.get("person") or {}
+    text = f"{person.get('name')} (peer id {person.get('peer_id')})"
+    unread = int(person.get("unread") or 0)
+    if unread:
+        text += f", {_count(unread, 'unread message')}: `slm-mesh inbox`"
+    return text
 
 
 def _count(n: int, noun: str) -> str:

@@ -129,7 +129,7 @@ def acquire(
     ttl: float | None,
     wait: float,
     reason: str | None,
-    name: str,
+    name: str | None,
 ) -> int:
     """Take the lock on ``path`` and hold it while ``command`` runs, or until Ctrl-C
     (rule 2)."""
@@ -137,6 +137,8 @@ def acquire(
     cwd = workspace.cwd()
     summary = f"lock {path}" + (f" for `{' '.join(command)}`" if command else "")
     with connect(settings) as client:
+        if name is None:  # the person's: it gets a suffix, the person's name being taken
+            name = str(client.call("mesh.status")["person"]["name"])
         me = client.call(
             "peer.register",
             {

@@ -1,9 +1,9 @@
 """Who is in the mesh and talking to them: ``peers``, ``send``, ``broadcast``, ``inbox``.
 
-``send`` and ``broadcast`` use an anonymous connection: the broker attributes them to
-``cli`` (a name no peer may take). ``inbox`` joins as a peer (``--name``, default
-``shell``) that agents can send to; :mod:`slm_mesh.cli.shell_sessions` keeps that session
-between runs.
+Every one of them uses an anonymous connection, which the broker takes for the person at
+the shell (:mod:`slm_mesh.person`): ``send`` and ``broadcast`` come from the person, and
+``inbox`` reads the person's inbox, where agents' messages to the person (by its id
+``person`` or its name) wait whether or not a shell command runs.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from slm_mesh.cli import render, shell_sessions, workspace
+from slm_mesh.cli import render, workspace
 from slm_mesh.cli.connect import connect, load_settings
 from slm_mesh.cli.outcome import OK, CliError, usage
 from slm_mesh.cli.render import BOLD, CYAN, DIM, GREEN, RED, YELLOW, Output
 from slm_mesh.client.blocking import BlockingClient
-from slm_mesh.config import Settings
 from slm_mesh.protocol.errors import PeerNotFound
-
-SHELL_AGENT = "shell"
 
 _STATUS_STYLE = {"active": GREEN, "busy": YELLOW, "idle": DIM, "away": DIM}
 
@@ -135,37 +132,22 @@ def broadcast(out: Output, message: str, kind: str) -> int:
 # -- inbox -----------------------------------------------------------------------------
 
 
-def inbox(
-    out: Output,
-    name: str,
-    include_read: bool,
-    peek: bool,
-    limit: int,
-    follow: bool,
-) -> int:
-    """Show the messages sent to the shell's peer ``name``; with ``follow``, keep showing
+def inbox(out: Output, include_read: bool, peek: bool, limit: int, follow: bool) -> int:
+    """Show the messages sent to the person at the shell; with ``follow``, keep showing
     them as they come until Ctrl-C."""
     settings = load_settings()
-    try:
-        saved_at = shell_sessions.inbox_path(settings, name)
-    except ValueError as exc:
-        raise usage(str(exc)) from None
     with connect(settings) as client:
-        me = _join(client, settings, name, saved_at)
+        # Follow first, then read the backlog: a message sent in between comes both ways
+        # and is shown once.
+        me = client.call("message.subscribe") if follow else None
         page = client.call(
             "message.inbox",
             {"unread_only": not include_read, "limit": limit, "mark_read": not peek},
         )
-        if not follow:
+        if me is None:
             if out.as_json:
-                out.json({"peer": me, **page})
+                out.json(page)
                 return OK
-            if not me["resumed"]:
-                out.note(
-                    f"joined as peer {me['name']!r}; messages to it wait "
-                    "for the next `slm-mesh inbox` for 30 s after this one "
-                    "(`slm-mesh inbox --follow` stays reachable)"
-                )
             _print_messages(out, page["messages"])
             if not page["messages"]:
                 out.line("no " + ("messages" if include_read else "unread messages"))
@@ -175,32 +157,6 @@ def inbox(
         return _follow(out, client, me, page["messages"], peek)
 
 
-def _join(client: BlockingClient, settings: Settings, name: str, saved_at: Any) -> dict[str, Any]:
-    saved = shell_sessions.load(saved_at)
-    params: dict[str, Any] = {"name": name, "agent": SHELL_AGENT, "cwd": workspace.cwd()}
-    if saved and isinstance(saved.get("resume_token"), str):
-        # Resuming a session that another connection carries takes it over silently
-        # (the broker lets the newer connection win): don't do that to a running
-        # `inbox --follow`.
-        live = client.call("peer.list", {"include_away": False})["peers"]
-        if any(p["peer_id"] == saved.get("peer_id") and p["connected"] for p in live):
-            raise CliError(
-                f"peer {saved.get('name')!r} is connected elsewhere (an `slm-mesh inbox "
-                "--follow`?); read its messages there, or use --name for another peer"
-            )
-        params["resume"] = saved["resume_token"]
-    joined = client.call("peer.register", params)
-    shell_sessions.save(
-        saved_at,
-        {
-            "peer_id": joined["peer_id"],
-            "name": joined["name"],
-            "resume_token": joined["resume_token"],
-        },
-    )
-    return {"peer_id": joined["peer_id"], "name": joined["name"], "resumed": joined["resumed"]}
-
-
 def _follow(
     out: Output,
     client: BlockingClient,
@@ -208,12 +164,19 @@ def _follow(
     backlog: list[dict[str, Any]],
     peek: bool,
 ) -> int:
-    out.note(f"receiving messages as peer {me['name']!r}; Ctrl-C to stop")
+    out.note(
+        f"showing messages to {me['person']} (peer id {me['peer_id']}) as they come; Ctrl-C to stop"
+    )
+    shown = set()
     for message in backlog:
+        shown.add(message["id"])
         _emit(out, message)
     try:
         for method, params in client.notifications():
             if method == "message":
+                if params["id"] in shown:
+                    continue
+                shown.add(params["id"])
                 _emit(out, params)
                 if not peek:
                     client.call("message.ack", {"ids": [params["id"]]})

@@ -1,7 +1,7 @@
 """Peer sessions the shell keeps between commands, as resume tokens in the data dir.
 
-The CLI is anonymous for most calls, but a lock and an inbox belong to a peer session, and
-a session lives only while its connection does (plus the grace period). Saving the
+The CLI is anonymous (the person at the shell) for most calls, but a lock belongs to a peer
+session, and a session lives only while its connection does (plus the grace period). Saving the
 ``resume_token`` lets a later command act for that session.
 
 Rules:
@@ -9,9 +9,7 @@ Rules:
    ``resume_token``, ``pid``, ``path``, ``cwd``) while it holds its lock, and removes it
    when it lets go. ``lock release`` resumes that session to release the lock on its behalf;
    the holder sees the ``lock_released`` event and exits.
-2. ``inbox`` keeps one session per peer name in ``inbox-<name>.json``, resumed by the next
-   ``inbox`` within the grace period (so messages sent to the shell in between wait for it).
-3. Files are 0600 in a 0700 folder: a resume token is a credential. A holder file whose
+2. Files are 0600 in a 0700 folder: a resume token is a credential. A holder file whose
    process is gone is stale; ``clean`` removes it.
 """
 
@@ -20,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from slm_mesh.config import Settings
 
 FOLDER = "cli-sessions"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def folder(settings: Settings) -> Path:
@@ -38,19 +34,8 @@ def holder_path(settings: Settings, peer_id: str) -> Path:
     return folder(settings) / f"lock-{peer_id}.json"
 
 
-def inbox_path(settings: Settings, name: str) -> Path:
-    """Where the inbox session of ``name`` is saved.
-
-    Raises:
-        ValueError: ``name`` is not 1-64 letters, digits, ``.``, ``_`` or ``-``.
-    """
-    if not _SAFE_NAME.fullmatch(name):
-        raise ValueError(f"peer name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    return folder(settings) / f"inbox-{name}.json"
-
-
 def save(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` atomically, 0600 in a 0700 folder (rule 3)."""
+    """Write ``record`` atomically, 0600 in a 0700 folder (rule 2)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -86,7 +71,7 @@ def holders(settings: Settings) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def stale_holders(settings: Settings) -> list[Path]:
-    """Holder files whose process is gone, or that can't be read (rule 3)."""
+    """Holder files whose process is gone, or that can't be read (rule 2)."""
     stale = []
     for path in sorted(folder(settings).glob("lock-*.json")):
         record = load(path)

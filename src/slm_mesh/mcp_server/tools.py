@@ -330,6 +330,7 @@ class Tools:
         )
         data = {
             "you": you,
+            "person": broker.get("person"),
             "broker": {
                 "pid": broker.get("pid"),
                 "version": broker.get("version"),

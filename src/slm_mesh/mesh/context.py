@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slm_mesh.config import Limits
+from slm_mesh.person import PERSON_ID
 from slm_mesh.store import Row, Store
 
 ConnId = int
@@ -112,6 +113,8 @@ class Context:
     limits: Limits
     grace_s: float
     lock_ttl_s: float
+    person_name: str = PERSON_ID
+    """The name of the person at the shell (:mod:`slm_mesh.person`); its id is ``person``."""
     effects: list[Effect] = field(default_factory=list)
 
     def emit(self, type_: str, data: dict[str, Any], now: float) -> None:
@@ -134,7 +137,24 @@ class Context:
         return out
 
 
-CLI_NAME = "cli"
+CLI_NAME = "cli"  # what anonymous connections were called before the person: an alias
+
+
+def person_row(name: str) -> Row:
+    """The person at the shell as a peer row (it has none in the store: it is never away
+    or gone, and its messages are keyed by its fixed id)."""
+    return {
+        "id": PERSON_ID,
+        "name": name,
+        "agent": "person",
+        "pid": None,
+        "cwd": "",
+        "git_root": None,
+        "git_branch": None,
+        "summary": "",
+        "status": "active",
+        "state": "person",
+    }
 
 
 def peer_view(row: Row, connected: bool, lifetime: str = "connection") -> dict[str, Any]:

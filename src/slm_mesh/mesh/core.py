@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from slm_mesh.config import EVENT_RETENTION_S, READ_MESSAGE_RETENTION_S, Limits
-from slm_mesh.mesh.context import CLI_NAME, ConnId, Context, Effect, Waiter
+from slm_mesh.mesh.context import ConnId, Context, Effect, Waiter
 from slm_mesh.mesh.edits import Edits
 from slm_mesh.mesh.locks import Locks
 from slm_mesh.mesh.messages import Messages
 from slm_mesh.mesh.sessions import Sessions
 from slm_mesh.mesh.shared_state import SharedState
+from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import MeshError, MethodNotFound, NotRegistered
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import Store
@@ -36,10 +37,14 @@ class Mesh:
         grace_s: float,
         lock_ttl_s: float,
         process_alive: Callable[[int], bool] = lambda _pid: True,
+        person_name: str = PERSON_ID,
     ) -> None:
         """``process_alive(pid)`` tells whether a process runs (the broker asks the
-        kernel); a session tied to a process that does not run is refused."""
-        self.ctx = Context(store, limits, grace_s=grace_s, lock_ttl_s=lock_ttl_s)
+        kernel); a session tied to a process that does not run is refused.
+        ``person_name`` names the person at the shell (:mod:`slm_mesh.person`)."""
+        self.ctx = Context(
+            store, limits, grace_s=grace_s, lock_ttl_s=lock_ttl_s, person_name=person_name
+        )
         self.store = store
         self.sessions = Sessions(self.ctx, self._session_gone, process_alive)
         self.messages = Messages(self.ctx, self.sessions)
@@ -54,8 +59,9 @@ class Mesh:
             "peer.whoami": lambda c, p, a, n: self.sessions.view(self.sessions.row(_me(p))),
             "peer.unregister": lambda c, p, a, n: self.sessions.unregister(c, n),
             "message.send": lambda c, p, a, n: self.messages.send(p, a, n),
-            "message.inbox": lambda c, p, a, n: self.messages.inbox(_me(p), a, n),
-            "message.ack": lambda c, p, a, n: self.messages.ack(_me(p), a["ids"], n),
+            "message.inbox": lambda c, p, a, n: self.messages.inbox(p or PERSON_ID, a, n),
+            "message.ack": lambda c, p, a, n: self.messages.ack(p or PERSON_ID, a["ids"], n),
+            "message.subscribe": lambda c, p, a, n: self.sessions.follow_person(c),
             "state.get": lambda c, p, a, n: self.state.get(a, n),
             "state.set": lambda c, p, a, n: self.state.set(self._author(p), a, n),
             "state.delete": lambda c, p, a, n: self.state.delete(self._author(p), a, n),
@@ -186,7 +192,7 @@ class Mesh:
         return result
 
     def _author(self, peer_id: str | None) -> str:
-        return self.sessions.row(peer_id)["name"] if peer_id else CLI_NAME
+        return self.sessions.row(peer_id)["name"] if peer_id else self.ctx.person_name
 
     def _session_gone(self, peer_id: str, now: float) -> None:
         self.locks.session_gone(peer_id, now)

@@ -10,7 +10,9 @@ Rules:
    the sender (optionally only those in ``scope``); with nobody there the result is empty,
    not an error. A peer that is away is
    sent to by id or name and gets the message queued; a gone or unknown one is -32002.
-4. A connection without a peer sends as ``cli`` (the shell user).
+4. A connection without a peer is the person at the shell (:mod:`slm_mesh.person`): it
+   sends as the person and reads the person's inbox. Messages to the person wait in that
+   inbox, and are pushed to the connections that follow it (``message.subscribe``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.config import MAX_RESPONSE_BODY_BYTES
-from slm_mesh.mesh.context import CLI_NAME, Context, Deliver
+from slm_mesh.mesh.context import Context, Deliver
+from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, TooLarge
 from slm_mesh.store import Row
 
@@ -31,7 +34,7 @@ def message_view(row: Row) -> dict[str, Any]:
     """A message as the wire shows it (inbox entries and ``message`` notifications)."""
     return {
         "id": row["id"],
-        "from": row["sender_id"] or CLI_NAME,
+        "from": row["sender_id"] or PERSON_ID,  # no sender id: the shell, before 0.x
         "from_name": row["sender_name"],
         "to": row["recipient_id"],
         "body": row["body"],
@@ -74,14 +77,15 @@ class Messages:
         reply_to = params.get("reply_to")
         if reply_to is not None and self.store.get_message(reply_to) is None:
             raise InvalidParams("reply_to", f"no message {reply_to}")
-        sender = self.sessions.row(sender_id) if sender_id else None
+        sender = self.sessions.row(sender_id) if sender_id else self.sessions.person()
+        sender_id = sender["id"]
         to = params["to"]
         broadcast = to == "all"
         if broadcast:
             recipients = self._everyone_but(sender, params.get("scope"))
         else:
             recipients = [self.sessions.resolve(to)]
-        sender_name = sender["name"] if sender else CLI_NAME
+        sender_name = sender["name"]
         sent: list[tuple[Row, Row]] = []
         with self.ctx.transaction():
             for peer in recipients:
@@ -103,7 +107,7 @@ class Messages:
                     "message_sent",
                     {
                         "ids": [row["id"] for _, row in sent],
-                        "from": sender_id or CLI_NAME,
+                        "from": sender_id,
                         "from_name": sender_name,
                         "to": "all" if broadcast else recipients[0]["id"],
                         "recipients": [peer["id"] for peer, _ in sent],
@@ -112,8 +116,7 @@ class Messages:
                     now,
                 )
         for peer, row in sent:
-            conn = self.sessions.conn_of.get(peer["id"])
-            if conn is not None:
+            for conn in self._connections_of(peer["id"]):
                 self.ctx.effects.append(Deliver(conn, message_view(row)))
         return {
             "ids": [row["id"] for _, row in sent],
@@ -122,21 +125,32 @@ class Messages:
                     "peer_id": peer["id"],
                     "name": peer["name"],
                     "id": row["id"],
-                    "connected": self.sessions.is_live(peer["id"]),
+                    "connected": (
+                        bool(self.sessions.person_conns)
+                        if peer["id"] == PERSON_ID
+                        else self.sessions.is_live(peer["id"])
+                    ),
                 }
                 for peer, row in sent
             ],
         }
 
-    def _everyone_but(self, sender: Row | None, scope: str | None) -> list[Row]:
+    def _connections_of(self, peer_id: str) -> list[int]:
+        """The connections a message to ``peer_id`` is pushed to (rule 4 for the person)."""
+        if peer_id == PERSON_ID:
+            return sorted(self.sessions.person_conns)
+        conn = self.sessions.conn_of.get(peer_id)
+        return [] if conn is None else [conn]
+
+    def _everyone_but(self, sender: Row, scope: str | None) -> list[Row]:
         rows = [
             r
             for r in self.store.peers_in(("live",))
-            if self.sessions.is_live(r["id"]) and (sender is None or r["id"] != sender["id"])
+            if self.sessions.is_live(r["id"]) and r["id"] != sender["id"]
         ]
         if scope in ("directory", "repo"):
             field = "cwd" if scope == "directory" else "git_root"
-            if sender is None or not sender[field]:
+            if not sender[field]:
                 raise InvalidParams("scope", f"scope={scope} needs a sender with a {field}")
             rows = [r for r in rows if r[field] == sender[field]]
         return rows
@@ -151,7 +165,7 @@ class Messages:
         if sender_filter is None:
             rows = self.store.inbox(peer_id, sender_id=None, filter_sender=False, **kwargs)
         else:
-            sender_id = None if sender_filter == CLI_NAME else self._sender_id(sender_filter)
+            sender_id = self._sender_id(sender_filter)
             rows = self.store.inbox(peer_id, sender_id=sender_id, filter_sender=True, **kwargs)
         budget = MAX_RESPONSE_BODY_BYTES
         if params.get("max_chars") is not None:
@@ -170,6 +184,8 @@ class Messages:
         }
 
     def _sender_id(self, who: str) -> str:
+        if self.sessions.is_person(who):
+            return PERSON_ID
         row = self.store.get_peer(who)  # a gone sender's id still filters its messages
         found = row if row is not None else self.sessions.resolve(who)
         return str(found["id"])

@@ -8,7 +8,8 @@ Rules:
    oldest messages not pushed yet (as many as the connection's queue safely takes). After
    the grace it is ``gone``: its locks are released and ``peer_left`` is emitted.
 3. Names are unique among live and away peers (an away peer keeps its name reserved); a
-   taken name gets a numeric suffix (``backend-2``).
+   taken name gets a numeric suffix (``backend-2``). ``all``, ``cli``, ``person`` and the
+   person's name are never a peer's.
 4. On a broker restart every peer that was live is set away with a fresh grace, so MCP
    servers can reconnect and resume.
 5. A session may instead live as long as its agent's process (``lifetime: process``: an
@@ -22,6 +23,9 @@ Rules:
    its own session id, remembered once linked) and act as it: read its inbox, take its
    locks. Closing an attached connection ends nothing; ``peer.unregister`` on it ends the
    session at once, for every connection.
+7. The person at the shell (:mod:`slm_mesh.person`) is no session: it has no row, is never
+   away or gone, and is found by its id ``person``, its name, or ``cli``. Anonymous
+   connections that call ``message.subscribe`` get its messages pushed (``person_conns``).
 """
 
 from __future__ import annotations
@@ -42,12 +46,14 @@ from slm_mesh.mesh.context import (
     UnwatchProcess,
     WatchProcess,
     peer_view,
+    person_row,
 )
 from slm_mesh.mesh.messages import message_view, within_budget
+from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
 from slm_mesh.store import Row
 
-RESERVED_NAMES = frozenset({"all", CLI_NAME})
+RESERVED_NAMES = frozenset({"all", CLI_NAME, PERSON_ID})
 _REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch")
 
 
@@ -68,6 +74,7 @@ class Sessions:
         ] = {}  # connection → the peer it acts as (carrier or attached)
         self.tied: dict[str, int] = {}  # peer id → pid of the process it lives as long as
         self.agent_sessions: dict[str, str] = {}  # agent's own session id → peer id
+        self.person_conns: set[ConnId] = set()  # anonymous connections following the person
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -107,12 +114,40 @@ class Sessions:
             return None
         return str(max(found, key=lambda r: (r["joined_at"], r["id"]))["id"])
 
+    def person(self) -> Row:
+        """The person at the shell, as a peer row (rule 7)."""
+        return person_row(self.ctx.person_name)
+
+    def person_view(self) -> dict[str, Any]:
+        """The person as ``mesh.status`` shows it."""
+        return {
+            "peer_id": PERSON_ID,
+            "name": self.ctx.person_name,
+            "unread": self.store.unread_count(PERSON_ID),
+            "following": len(self.person_conns),
+        }
+
+    def is_person(self, who: str) -> bool:
+        return who in (PERSON_ID, CLI_NAME, self.ctx.person_name)
+
+    def follow_person(self, conn_id: ConnId) -> dict[str, Any]:
+        """Push the person's messages to this anonymous connection from now on."""
+        if conn_id in self.peer_of:
+            raise InvalidRequest(
+                f"this connection is peer {self.peer_of[conn_id]}, whose messages are pushed "
+                "to it already; message.subscribe is for connections without a peer"
+            )
+        self.person_conns.add(conn_id)
+        return {"person": self.ctx.person_name, "peer_id": PERSON_ID}
+
     def resolve(self, who: str) -> Row:
-        """A live or away peer by id or by name.
+        """A live or away peer, or the person, by id or by name.
 
         Raises:
             PeerNotFound: no such peer, or it has left.
         """
+        if self.is_person(who):
+            return self.person()
         row = self.store.get_peer(who)
         if row is not None and row["state"] != "gone":
             return row
@@ -125,6 +160,7 @@ class Sessions:
     def _unique_name(self, wanted: str) -> str:
         # "all" is the broadcast address and "cli" the shell user: never a peer's name.
         taken = {row["name"] for row in self.store.peers_in(("live", "away"))} | RESERVED_NAMES
+        taken.add(self.ctx.person_name)
         if wanted not in taken:
             return wanted
         n = 2
@@ -146,6 +182,7 @@ class Sessions:
                 "call peer.unregister first"
             )
         self._check_summary(params.get("summary"))
+        self.person_conns.discard(conn_id)
         token = params.get("resume")
         if token and params["lifetime"] == "process":
             raise InvalidParams("resume", "a session tied to a process is not resumed by token")
@@ -201,7 +238,7 @@ class Sessions:
     def _register_for_process(
         self, conn_id: ConnId, params: dict[str, Any], now: float
     ) -> dict[str, Any]:
-        """``lifetime: process`` (rule 5): attach to the live session of ``pid``, take back
+        """``lifetime: process`` (rule 7): attach to the live session of ``pid``, take back
         an away one of that pid, or start one tied to the process."""
         pid = params.get("pid")
         if pid is None:
@@ -311,7 +348,7 @@ class Sessions:
             # The old connection may be half-dead; the newer one wins.
             self._unbind(old_conn)
             self.ctx.effects.append(Detach(old_conn))
-        self._untie(peer_id)  # a connection carries it now (rule 5)
+        self._untie(peer_id)  # a connection carries it now (rule 7)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
         self._remember_agent_session(peer_id, params.get("agent_session"))
@@ -371,6 +408,7 @@ class Sessions:
     def disconnected(self, conn_id: ConnId, now: float) -> None:
         """The connection carrying a peer closed: the peer is away for the grace period.
         An attached connection closing changes nothing (rule 6)."""
+        self.person_conns.discard(conn_id)
         peer_id = self.peer_of.get(conn_id)
         if peer_id is None:
             return

@@ -164,7 +164,7 @@ METHOD_LIST: tuple[Method, ...] = (
     ),
     Method(
         "message.inbox",
-        "Read this peer's messages.",
+        "Read this peer's messages (without a peer: the person's).",
         (
             Param("unread_only", "boolean", "only unread messages", default=True),
             Param("from", "string", "only from this peer (id or name)", max_chars=128),
@@ -181,7 +181,6 @@ METHOD_LIST: tuple[Method, ...] = (
             _max_chars,
         ),
         "{messages, unread_left}",
-        session=True,
     ),
     Method(
         "message.wait",
@@ -214,10 +213,15 @@ METHOD_LIST: tuple[Method, ...] = (
     ),
     Method(
         "message.ack",
-        "Mark messages read.",
+        "Mark messages read (without a peer: the person's).",
         (Param("ids", "integer[]", "message ids", required=True, max_items=MAX_LIST_ITEMS),),
         "{acked}",
-        session=True,
+    ),
+    Method(
+        "message.subscribe",
+        "Without a peer: push the person's messages to this connection as they come.",
+        (),
+        "{person, peer_id}",
     ),
     Method(
         "state.get",
