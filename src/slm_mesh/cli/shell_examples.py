@@ -35,7 +35,7 @@ SEND = ShellExample(
     """echo '{"jsonrpc":"2.0","id":1,"method":"message.send","params":{"to":"reviewer","body":"build is green"}}' | socat - UNIX-CONNECT:"$SOCK\"""",  # noqa: E501 (a one-liner, kept whole)
     'The message comes from the person at the shell (peer id "person": a connection '
     "without a peer session is the person), so the reviewer's answer lands in `slm-mesh "
-    'inbox`. The answer lists the message '
+    "inbox`. The answer lists the message "
     'ids and recipients; "to":"all" sends to every connected peer.',
 )
 
