@@ -238,7 +238,7 @@ class Sessions:
     def _register_for_process(
         self, conn_id: ConnId, params: dict[str, Any], now: float
     ) -> dict[str, Any]:
-        """``lifetime: process`` (rule 7): attach to the live session of ``pid``, take back
+        """``lifetime: process`` (rule 5): attach to the live session of ``pid``, take back
         an away one of that pid, or start one tied to the process."""
         pid = params.get("pid")
         if pid is None:
@@ -298,6 +298,7 @@ class Sessions:
         if peer_id is None:
             what = f"process {pid}" if pid is not None else f"agent session {agent_session!r}"
             raise PeerNotFound(f"no live session of {what} in the mesh", {"pid": pid})
+        self.person_conns.discard(conn_id)  # it acts as that session now, not the person
         self.peer_of[conn_id] = peer_id
         self._remember_agent_session(peer_id, agent_session)
         return self.view(self.row(peer_id))
@@ -348,7 +349,7 @@ class Sessions:
             # The old connection may be half-dead; the newer one wins.
             self._unbind(old_conn)
             self.ctx.effects.append(Detach(old_conn))
-        self._untie(peer_id)  # a connection carries it now (rule 7)
+        self._untie(peer_id)  # a connection carries it now (rule 5)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
         self._remember_agent_session(peer_id, params.get("agent_session"))
