@@ -167,3 +167,19 @@ async def test_a_full_inbox_is_answered_in_pieces_each_under_the_line_cap(
             if page["unread_left"] == 0:
                 break
         assert seen == list(range(40))
+
+
+async def test_a_connection_whose_peer_is_resumed_elsewhere_is_told(settings: Settings) -> None:
+    async with in_process_broker(settings) as b:
+        old, new = await b.connect(), await b.connect()
+        joined = await old.register("backend")
+        back = await new.call(
+            "peer.register", name="backend", cwd="/r", resume=joined["resume_token"]
+        )
+        assert back["peer_id"] == joined["peer_id"]
+        with trio.fail_after(5):
+            note = await old.notification("peer.detached")
+        assert note["params"] == {"peer_id": joined["peer_id"], "reason": "resumed"}
+        # It carries on as an anonymous connection: the person.
+        assert (await old.error("peer.whoami"))["code"] == errors.NOT_REGISTERED
+        assert (await new.call("peer.whoami"))["name"] == "backend"

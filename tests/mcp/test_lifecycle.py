@@ -98,3 +98,24 @@ async def test_a_killed_broker_is_restarted_and_the_session_resumed(
     with trio.fail_after(5):
         pushed = await alice.next_channel()
     assert pushed.content == "still there?"
+
+
+async def test_a_crashed_server_started_again_by_its_agent_takes_its_name_back_at_once(
+    mesh: Mesh, settings: Settings
+) -> None:
+    """Both servers are children of this test process: the same agent pid (issue 13)."""
+    first = await mesh.start("backend")
+    before = (await first.ok("mesh_status"))["you"]
+    await first.ok("mesh_lock", action="lock", filePath="src/api.py")
+    first.kill()
+    await first.wait_exit()
+    with trio.fail_after(10):  # the broker notices the connection drop: the peer is away
+        while any(p["connected"] for p in await peers_at_broker(settings)):  # noqa: ASYNC110
+            await trio.sleep(0.02)
+    again = await mesh.start("backend")
+    after = (await again.ok("mesh_status"))["you"]
+    assert (after["peer_id"], after["name"]) == (before["peer_id"], "backend")
+    held = await again.ok("mesh_lock", action="query", filePath="src/api.py")
+    assert held["yours"]["path"].endswith("src/api.py")
+    (peer,) = await peers_at_broker(settings)
+    assert peer["connected"] is True

@@ -245,7 +245,7 @@ def test_resuming_while_the_old_connection_is_still_bound_detaches_it(bench: Ben
     back = bench.resume(peer)
     assert back.peer_id == peer.peer_id
     assert bench.detached() == [peer.conn]
-    assert Detach(peer.conn) in bench.log
+    assert Detach(peer.conn, peer.peer_id, "resumed") in bench.log
     assert bench.mesh.peer_of(peer.conn) is None
     assert bench.mesh.peer_of(back.conn) == peer.peer_id
     with pytest.raises(errors.NotRegistered):
@@ -317,3 +317,53 @@ def test_the_reserved_names_all_cli_person_and_the_persons_name_get_a_suffix(
     assert bench.register("cli").name == "cli-2"
     assert bench.register("person").name == "person-2"
     assert bench.register(PERSON).name == f"{PERSON}-2"
+
+
+# -- a restarted MCP server takes its name back (rule 8) ----------------------------------
+
+AGENT_PID = 4242
+
+
+def test_a_restarted_server_of_the_same_agent_takes_its_name_and_session_back_at_once(
+    bench: Bench,
+) -> None:
+    crashed = bench.register("backend", pid=AGENT_PID)
+    bench.call(crashed.conn, "lock.acquire", path="/r/api.py")
+    other = bench.register("other")
+    bench.call(other.conn, "message.send", to="backend", body="while you were out")
+    bench.disconnect(crashed.conn)  # the MCP server crashed: its connection dropped
+    bench.advance(1.0)  # well within the grace
+    again = bench.register("backend", pid=AGENT_PID)
+    assert (again.peer_id, again.name) == (crashed.peer_id, "backend")
+    assert bench.peer_state(again.peer_id) == "live"
+    assert bench.lock_paths() == [("/r/api.py", "backend", "exclusive")]
+    [waiting] = bench.call(again.conn, "message.inbox")["messages"]
+    assert waiting["body"] == "while you were out"
+    joined = bench.events("peer_joined")[-1]
+    assert joined["data"]["resumed"] is True
+    # Its grace timer is gone: the session does not end 30 s later.
+    bench.advance(GRACE_S * 2)
+    assert bench.peer_state(again.peer_id) == "live"
+
+
+def test_another_agent_asking_for_an_away_name_still_gets_a_suffix(bench: Bench) -> None:
+    away = bench.register("backend", pid=AGENT_PID)
+    bench.disconnect(away.conn)
+    assert bench.register("backend", pid=AGENT_PID + 1).name == "backend-2"
+    assert bench.register("backend").name == "backend-3"  # no pid: no proof either
+    assert bench.peer_state(away.peer_id) == "away"
+
+
+def test_a_live_session_of_the_same_agent_keeps_its_name(bench: Bench) -> None:
+    live = bench.register("backend", pid=AGENT_PID)
+    second = bench.register("backend", pid=AGENT_PID)
+    assert second.name == "backend-2"
+    assert second.peer_id != live.peer_id
+    assert bench.detached() == []
+
+
+def test_a_resume_token_takes_the_name_back_within_the_grace(bench: Bench) -> None:
+    peer = bench.register("backend")
+    bench.disconnect(peer.conn)
+    back = bench.resume(peer, name="backend")
+    assert (back.peer_id, back.name) == (peer.peer_id, "backend")

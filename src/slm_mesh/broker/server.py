@@ -351,7 +351,12 @@ class Broker:
                 if event is not None:
                     event.set()
             elif isinstance(effect, Detach):
-                pass  # the mesh already unbound it; the connection carries on anonymous
+                # The mesh already unbound it; the connection carries on anonymous, and
+                # is told so (it may hold a resume token it should no longer trust).
+                conn = self.conns.get(effect.conn_id)
+                if conn is not None:
+                    detached = {"peer_id": effect.peer_id, "reason": effect.reason}
+                    conn.push("peer.detached", detached)
             elif isinstance(effect, WatchProcess):
                 self.processes.watch(effect.peer_id, effect.pid)
                 self._touch_idle()

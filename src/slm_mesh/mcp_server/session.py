@@ -216,6 +216,12 @@ class MeshSession:
                 self.on_event(params)
         elif method == "mesh.shutdown":
             log.info("the broker is stopping: %s", params.get("reason"))
+        elif method == "peer.detached":
+            # Another connection resumed (or ended) this session; the broker says so
+            # rather than leave this server to act as the person unawares.
+            log.warning(
+                "peer %s was %s by another connection", params.get("peer_id"), params.get("reason")
+            )
 
     async def _reconnect(self, client: MeshClient) -> None:
         """Get ``client`` connected again (rule 3); returns once it is."""

@@ -65,9 +65,13 @@ class DisarmTimer:
 
 @dataclass(frozen=True, slots=True)
 class Detach:
-    """Connection ``conn_id`` no longer carries a peer (another connection resumed it)."""
+    """Connection ``conn_id`` no longer acts as peer ``peer_id``: another connection resumed
+    it (``reason`` "resumed"), or another connection ended it ("ended"). The broker tells
+    the connection with a ``peer.detached`` notification; it carries on anonymous."""
 
     conn_id: ConnId
+    peer_id: str = ""
+    reason: str = "resumed"
 
 
 @dataclass(frozen=True, slots=True)

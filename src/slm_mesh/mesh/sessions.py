@@ -26,6 +26,12 @@ Rules:
 7. The person at the shell (:mod:`slm_mesh.person`) is no session: it has no row, is never
    away or gone, and is found by its id ``person``, its name, or ``cli``. Anonymous
    connections that call ``message.subscribe`` get its messages pushed (``person_conns``).
+8. A session that asks for a fixed name held by an away session of the same agent process
+   (same ``pid``: the agent's MCP server crashed and the agent started another) takes that
+   session back at once, as a resume would: same id, name, inbox and locks. A resume
+   token does the same for any session within its grace. A live session's name is never
+   taken that way; resuming a session another connection carries moves it, and that
+   connection is told (``peer.detached``).
 """
 
 from __future__ import annotations
@@ -197,7 +203,19 @@ class Sessions:
             tied = [p for p, tied_pid in self.tied.items() if tied_pid == pid]
             if tied:  # the agent's MCP server adopts the session its hooks started
                 return self._resume(conn_id, self.row(tied[-1]), params, now)
+            same_agent = self._away_of(pid, params.get("name"))
+            if same_agent is not None:  # rule 8: a restarted MCP server takes its name back
+                return self._resume(conn_id, same_agent, params, now)
         return self._new_peer(conn_id, params, now)
+
+    def _away_of(self, pid: int, name: str | None) -> Row | None:
+        """The away session named ``name`` of agent process ``pid``, if any (rule 8)."""
+        if not name:
+            return None
+        for row in self.store.peers_in(("away",)):
+            if row["name"] == name and row["pid"] == pid and not self.is_live(row["id"]):
+                return row
+        return None
 
     def _new_peer(
         self, conn_id: ConnId, params: dict[str, Any], now: float, *, carried: bool = True
@@ -348,7 +366,7 @@ class Sessions:
         if old_conn is not None:
             # The old connection may be half-dead; the newer one wins.
             self._unbind(old_conn)
-            self.ctx.effects.append(Detach(old_conn))
+            self.ctx.effects.append(Detach(old_conn, peer_id, "resumed"))
         self._untie(peer_id)  # a connection carries it now (rule 5)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
@@ -462,7 +480,7 @@ class Sessions:
         for conn_id in [c for c, p in self.peer_of.items() if p == peer_id]:
             del self.peer_of[conn_id]
             if conn_id != caller:
-                self.ctx.effects.append(Detach(conn_id))
+                self.ctx.effects.append(Detach(conn_id, peer_id, "ended"))
         for agent_session in [a for a, p in self.agent_sessions.items() if p == peer_id]:
             del self.agent_sessions[agent_session]
 
