@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 import trio
 from mcp_types import methods as mcp_methods
@@ -184,6 +185,24 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("no_such_tool", {}),
     ("mesh_lock", {"action": "query", "filePath": "src/a.py"}),
     ("mesh_inbox", {}),
+    ("mesh_peers", {}),
+    ("mesh_summary", {"summary": "testing"}),
+]
+# Every tool, every action: what an output schema promises must hold on both paths.
+EVERY_CALL: list[tuple[str, dict[str, Any]]] = [
+    *CALLS,
+    ("mesh_peers", {"scope": "directory", "include_self": True}),
+    ("mesh_send", {"to": "all", "message": "hi"}),
+    ("mesh_send", {"to": "person", "message": "hi"}),
+    ("mesh_inbox", {"filter": "all"}),
+    ("mesh_state", {"action": "list"}),
+    ("mesh_state", {"action": "delete", "key": "k"}),
+    ("mesh_lock", {"action": "lock", "filePath": "src/a.py"}),
+    ("mesh_lock", {"action": "unlock"}),
+    ("mesh_events", {}),
+    ("mesh_events", {"action": "subscribe"}),
+    ("mesh_events", {"action": "unsubscribe"}),
+    ("mesh_status", {}),
 ]
 
 
@@ -207,6 +226,34 @@ async def test_both_paths_answer_the_same(settings: Settings) -> None:
                 sdk["result"]["structuredContent"].pop("version")
                 fast["result"]["content"] = sdk["result"]["content"] = None
             assert fast["result"] == sdk["result"], name
+
+
+async def test_structured_content_follows_each_tools_output_schema_on_both_paths(
+    settings: Settings,
+) -> None:
+    async with raw_server(settings) as client:
+        await client.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        with trio.fail_after(BOUND_S):
+            listed = (await client.answer(1))["result"]["tools"]
+        schemas = {tool["name"]: tool.get("outputSchema") for tool in listed}
+        assert sum(schema is not None for schema in schemas.values()) >= 6
+        checked = set()
+        for i, (name, arguments) in enumerate(EVERY_CALL):
+            for via_sdk in (False, True):
+                id_ = 1000 + 2 * i + via_sdk
+                params: dict[str, Any] = {"name": name, "arguments": arguments}
+                if via_sdk:
+                    params["_meta"] = {}  # not plain: the SDK's dispatch answers (rule 1)
+                request = {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+                await client.send(request)
+                with trio.fail_after(BOUND_S):
+                    result = (await client.answer(id_))["result"]
+                assert isinstance(result["structuredContent"], dict), (name, result)
+                if result["isError"] or schemas.get(name) is None:
+                    continue
+                jsonschema.validate(result["structuredContent"], schemas[name])
+                checked.add(name)
+        assert checked == {name for name, schema in schemas.items() if schema is not None}
 
 
 RESULTS = [

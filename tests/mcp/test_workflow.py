@@ -125,6 +125,20 @@ async def test_events_read_returns_what_happened_since_the_last_read(mesh: Mesh)
     assert again["events"] == []
 
 
+async def test_the_first_events_read_starts_at_the_sessions_join_unless_it_asks_for_history(
+    mesh: Mesh,
+) -> None:
+    early = await mesh.start("early")
+    await early.ok("mesh_state", action="set", key="before", value=1)
+    late = await mesh.start("late")
+    await late.ok("mesh_status")  # it has joined once it answers a tool call
+    await early.ok("mesh_state", action="set", key="after", value=2)
+    first = await late.ok("mesh_events")
+    assert [e["data"].get("key") for e in first["events"]] == ["after"]
+    history = await late.ok("mesh_events", after=0, types=["state_changed"])
+    assert [e["data"]["key"] for e in history["events"]] == ["before", "after"]
+
+
 async def test_a_bad_argument_is_an_error_result_that_names_it(mesh: Mesh) -> None:
     agent = await mesh.start()
     assert "action" in await agent.error("mesh_lock")

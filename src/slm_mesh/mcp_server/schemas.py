@@ -3,11 +3,14 @@
 The names and parameters are slm-mesh's (``mesh_lock`` takes ``action`` and ``filePath``,
 ``mesh_send`` takes ``to`` and ``message``…), so prompts and habits carry over; what the
 broker adds comes only as optional parameters. The whole ``tools/list`` answer is a budget
-(under 10 KB of JSON, tested), so descriptions are one line and say when to use the tool.
+(under 6,000 bytes of JSON, tested), so descriptions are short and say when to use the
+tool. Each tool has a title, annotations, and an output schema that its
+``structuredContent`` follows (tested on both the SDK's path and the fast one).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from slm_mesh.protocol.table import EVENT_TYPES, LOCK_MODES, MESSAGE_TYPES, SCOPES, STATUSES
@@ -20,12 +23,14 @@ def _schema(*required: str, **props: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _enum(values: tuple[str, ...], description: str) -> dict[str, Any]:
-    return {"type": "string", "enum": list(values), "description": description}
+def _enum(values: tuple[str, ...], description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "enum": list(values)}
+    return {**schema, "description": description} if description else schema
 
 
-def _text(description: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "string", "description": description, **extra}
+def _text(description: str = "", **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", **extra}
+    return {**schema, "description": description} if description else schema
 
 
 def _int(description: str, **extra: Any) -> dict[str, Any]:
@@ -40,96 +45,158 @@ def _flag(description: str) -> dict[str, Any]:
     return {"type": "boolean", "description": description}
 
 
-TOOLS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    (
+def _out(*required: str, **props: str | dict[str, Any]) -> dict[str, Any]:
+    """An output schema: top-level members and their JSON types ("" for any value)."""
+    properties = {
+        name: kind if isinstance(kind, dict) else ({"type": kind} if kind else {})
+        for name, kind in props.items()
+    }
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+# Annotations say only what differs from MCP's defaults (readOnlyHint false, destructiveHint
+# true, idempotentHint false, openWorldHint true). Every tool acts inside the local mesh
+# only, so openWorldHint is false throughout; destructiveHint means overwriting or deleting
+# what others rely on (mesh_state set/delete), which no other tool does.
+_LOCAL = {"openWorldHint": False}
+_READS = {"readOnlyHint": True, **_LOCAL}
+_ADDS = {"destructiveHint": False, **_LOCAL}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    annotations: dict[str, bool]
+
+
+TOOL_SPECS: tuple[ToolSpec, ...] = (
+    ToolSpec(
         "mesh_peers",
+        "Peers",
         "List the other sessions: name, agent, summary, directory, branch.",
         _schema(
-            scope=_enum(SCOPES, "machine (default), directory (your cwd) or repo (your git repo)"),
+            scope=_enum(SCOPES, "default machine; directory: your cwd; repo: your git repo"),
             include_self=_flag("also list yourself"),
         ),
+        _out("peers", peers="array"),
+        _READS,
     ),
-    (
+    ToolSpec(
         "mesh_summary",
+        "Set summary",
         "Tell the other sessions what you are working on.",
         _schema(
             "summary",
-            summary=_text("what you are doing, in a sentence", maxLength=2500),
-            status=_enum(STATUSES, "your availability"),
+            summary=_text("what you are doing", maxLength=2500),
+            status=_enum(STATUSES),
         ),
+        _out(name="string", summary="string", status="string"),
+        {"idempotentHint": True, **_ADDS},
     ),
-    (
+    ToolSpec(
         "mesh_send",
-        'Send a message to a peer (name or peer_id) or to everyone (to="all").',
+        "Send message",
+        'Message a peer (name or peer_id), "person" (the human at the shell) or "all". '
+        "Body ≤ 64 KiB; an away peer gets it when it reconnects.",
         _schema(
             "to",
             "message",
-            to=_text('peer name, peer_id, or "all"'),
+            to=_text("recipient"),
             message=_text("the message"),
             type=_enum(MESSAGE_TYPES, "default text"),
-            reply_to=_int("id of the message you answer", minimum=1),
-            scope=_enum(SCOPES, 'limit to="all" to this scope'),
+            reply_to=_int("message id you answer", minimum=1),
+            scope=_enum(SCOPES, 'limits to="all"'),
         ),
+        _out("sent", "recipients", sent="integer", recipients="array", note="string"),
+        _ADDS,
     ),
-    (
+    ToolSpec(
         "mesh_inbox",
+        "Inbox",
         "Read messages sent to you (marks them read).",
         _schema(
             filter=_enum(("unread", "all"), "default unread"),
-            **{"from": _text("only from this peer (name or peer_id)")},
-            limit=_int("at most this many (default 20)", minimum=1, maximum=500),
-            mark_read=_flag("mark them read (default true)"),
+            **{"from": _text("only from this peer")},
+            limit=_int("default 20", minimum=1, maximum=500),
+            mark_read=_flag("default true"),
         ),
+        _out("messages", "unread_left", messages="array", unread_left="integer"),
+        _ADDS,
     ),
-    (
+    ToolSpec(
         "mesh_state",
+        "Shared state",
         "Shared key-value state: get, set, list or delete a key.",
         _schema(
             "action",
-            action=_enum(("get", "set", "list", "delete"), "what to do"),
-            key=_text("the key (get, set, delete)"),
+            action=_enum(("get", "set", "list", "delete")),
+            key=_text(),
             value={"description": "any JSON value (set)"},
             namespace=_text('default "default"'),
-            if_version=_int("write only if the key is at this version (0: absent)", minimum=0),
-            ttl=_number("seconds until the key expires (set)", exclusiveMinimum=0),
-            prefix=_text("only keys starting with this (list)"),
-            after=_text("list keys after this one: the next_after of the previous page (list)"),
-            limit=_int("at most this many keys (list, default 20)", minimum=1, maximum=1000),
+            if_version=_int("write only at this version (0: absent)", minimum=0),
+            ttl=_number("expiry, seconds (set)", exclusiveMinimum=0),
+            prefix=_text("key prefix (list)"),
+            after=_text("next page: the last next_after (list)"),
+            limit=_int("list, default 20", minimum=1, maximum=1000),
         ),
+        _out(key="string", value="", version="integer", entries="array"),
+        _LOCAL,
     ),
-    (
+    ToolSpec(
         "mesh_lock",
-        "Advisory file locks: lock before editing a shared file, unlock after, query to check.",
+        "File locks",
+        "Advisory file locks: lock before editing a shared file, unlock after, query to check. "
+        "Locking again renews; a lock ends at unlock, when you leave, or at its TTL (default "
+        "10 min) even while you work.",
         _schema(
             "action",
-            action=_enum(("lock", "unlock", "query"), "what to do"),
+            action=_enum(("lock", "unlock", "query")),
             filePath=_text(
-                "file or glob (src/auth/**), relative to your cwd. Unlock without it releases "
-                "all yours; query without it lists all locks"
+                "file or glob (src/auth/**); needed to lock. Without it: unlock all yours, "
+                "query all locks"
             ),
-            reason=_text("why (shown to others)"),
-            ttlMinutes=_number("lock lifetime (default 10)", exclusiveMinimum=0, maximum=1440),
-            mode=_enum(LOCK_MODES, "exclusive (default) or shared (readers)"),
-            wait=_number("seconds to queue if it is held (default 0)", minimum=0, maximum=3600),
+            reason=_text("why, shown to others"),
+            ttlMinutes=_number("default 10", exclusiveMinimum=0, maximum=1440),
+            mode=_enum(LOCK_MODES, "default exclusive"),
+            wait=_number("seconds to queue if held", minimum=0, maximum=3600),
         ),
+        None,  # its result's shape depends on the action: no schema to promise
+        {"idempotentHint": True, **_ADDS},
     ),
-    (
+    ToolSpec(
         "mesh_events",
-        "What happened in the mesh (joins, messages, locks, state). read returns the events "
-        "since your last read; subscribe pushes them to you.",
+        "Mesh events",
+        "Mesh events (joins, messages, locks, state). read: those since your last read "
+        "(first: since you joined); subscribe: pushed to you as channel notifications.",
         _schema(
             action=_enum(("read", "subscribe", "unsubscribe"), "default read"),
-            types={"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}},
-            after=_int("read events after this seq instead", minimum=0),
-            since=_text("read events after this ISO 8601 time instead"),
-            limit=_int("at most this many (default 50)", minimum=1, maximum=1000),
+            types={
+                "type": "array",
+                "items": {"type": "string", "enum": list(EVENT_TYPES)},
+                "description": "only these types (default all)",
+            },
+            after=_int("events after this seq (0: all history)", minimum=0),
+            since=_text("events after this ISO 8601 time"),
+            limit=_int("default 50", minimum=1, maximum=1000),
         ),
+        None,  # as mesh_lock
+        _READS,
     ),
-    (
+    ToolSpec(
         "mesh_status",
-        "Broker health and counts, and your own peer id and name.",
+        "Mesh status",
+        "Broker health and counts, your peer id and name, and the person's.",
         _schema(),
+        _out("you", "broker", you="object", person="object", broker="object"),
+        _READS,
     ),
 )
 
-TOOL_NAMES: tuple[str, ...] = tuple(name for name, _, _ in TOOLS)
+TOOL_NAMES: tuple[str, ...] = tuple(spec.name for spec in TOOL_SPECS)

@@ -103,6 +103,8 @@ class MeshSession:
         self.subscribed_types: list[str] | None = None
         """Event types the agent subscribed to (None: not subscribed)."""
         self.last_event_seq = 0
+        self.joined_seq: int | None = None
+        """The event log's last seq when this session first joined (None: not yet)."""
         self._client: MeshClient | None = None
         self._client_name: str | None = None
         self._resume_token: str | None = None
@@ -188,6 +190,8 @@ class MeshSession:
         registered = await client.register(**params)
         self.forget_unread()
         self.peer_name = registered.get("name")
+        if self.joined_seq is None and isinstance(registered.get("last_seq"), int):
+            self.joined_seq = registered["last_seq"]
         self._resume_token = client.resume_token
         self._registered.set()
         log.info("registered as %s (%s)", self.peer_name, client.peer_id)
@@ -338,6 +342,16 @@ class MeshSession:
                 await client.unregister()
             except (ConnectionLost, MeshError) as exc:
                 log.debug("unregister failed: %s", exc)
+
+    async def wait_joined_seq(self) -> int | None:
+        """The event log's last seq when this session first joined, once it has (None from
+        a broker too old to say).
+
+        Raises:
+            BrokerDown: no broker could be reached in time.
+        """
+        await self._wait_registered()
+        return self.joined_seq
 
     async def _wait_registered(self) -> MeshClient:
         if self._leaving:

@@ -39,8 +39,15 @@ Handler = Callable[[Args], Awaitable[Outcome]]
 def tool_list() -> list[mcp_types.Tool]:
     """The ``tools/list`` answer."""
     return [
-        mcp_types.Tool(name=name, description=description, input_schema=schema)
-        for name, description, schema in schemas.TOOLS
+        mcp_types.Tool(
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            input_schema=spec.input_schema,
+            output_schema=spec.output_schema,
+            annotations=mcp_types.ToolAnnotations.model_validate(spec.annotations),
+        )
+        for spec in schemas.TOOL_SPECS
     ]
 
 
@@ -310,7 +317,9 @@ class Tools:
         after = args.integer("after", minimum=0)
         if after is None:
             after = self.event_cursor
-        if after is None:  # first read: the latest `limit` events
+        if after is None:  # first read: what happened since this session joined
+            after = await self.session.wait_joined_seq()
+        if after is None:  # (a broker too old to say when: the latest `limit` events)
             status = await self.session.call("mesh.status", {})
             after = max(0, int(status["counts"].get("last_seq", 0)) - limit)
         result = await self._read_events(after, types, limit)

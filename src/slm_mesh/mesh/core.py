@@ -52,7 +52,7 @@ class Mesh:
         self.locks = Locks(self.ctx, self.sessions)
         self.edits = Edits(self.ctx, self.sessions, self.locks)
         self._handlers: dict[str, Handler] = {
-            "peer.register": lambda c, p, a, n: self.sessions.register(c, a, n),
+            "peer.register": lambda c, p, a, n: self._register(c, a, n),
             "peer.attach": lambda c, p, a, n: self.sessions.attach(c, a),
             "peer.update": lambda c, p, a, n: self.sessions.update(_me(p), a, n),
             "peer.list": lambda c, p, a, n: self.sessions.list(p, a),
@@ -190,6 +190,11 @@ class Mesh:
                 for edit in self.edits.recent(peer_id, path, within, now)
             ]
         return result
+
+    def _register(self, conn_id: ConnId, params: dict[str, Any], now: float) -> dict[str, Any]:
+        """``peer.register``, with the event log's last seq once joined (``last_seq``): a
+        session that reads events from there sees what happened since it joined."""
+        return {**self.sessions.register(conn_id, params, now), "last_seq": self.last_seq()}
 
     def _author(self, peer_id: str | None) -> str:
         return self.sessions.row(peer_id)["name"] if peer_id else self.ctx.person_name

@@ -114,7 +114,7 @@ METHOD_LIST: tuple[Method, ...] = (
             ),
             _agent_session,
         ),
-        "{peer_id, name, resume_token, resumed, attached}",
+        "{peer_id, name, resume_token, resumed, attached, last_seq}",
     ),
     Method(
         "peer.attach",
