@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,12 @@ def test_token_and_pid_files_are_private(settings: Settings) -> None:
     old = os.umask(0)  # even under a permissive umask
     try:
         with broker_process(settings, "--tcp"):
-            for path in (settings.token_path, settings.pid_path, settings.port_path):
+            files = (settings.token_path, settings.pid_path, settings.port_path)
+            # The socket answers as soon as it is bound; the files follow a moment later.
+            deadline = time.monotonic() + 10
+            while not all(path.exists() for path in files) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for path in files:
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
             assert len(settings.token_path.read_text()) == 64
             assert stat.S_IMODE(settings.db_path.stat().st_mode) == 0o600
