@@ -1,14 +1,20 @@
 """The stdio transport under a client that does not read: responses wait (bounded), come
-out whole and in full once it reads, and the server still exits at once when told to."""
+out whole and in full once it reads, and the server still exits at once when told to; an
+answer the launcher wrote already is not written twice."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
+import mcp_types
+import pytest
 import trio
+from mcp.shared.message import SessionMessage
 
 from slm_mesh.config import Settings
+from slm_mesh.mcp_server.stdio import StdoutMessages, wire_line
 from tests.mcp.raw import BOUND_S, raw_server
 
 VALUE = "".join(f"{i:05d}," for i in range(10_000))  # 60 KB; each response carries it twice
@@ -54,3 +60,30 @@ async def test_a_server_whose_client_stopped_reading_still_exits_on_sigterm(
             await client.process.wait()
         assert trio.current_time() - started < 1.0
         assert client.process.returncode == 0
+
+
+async def test_what_the_launcher_answered_is_not_answered_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        same = response(1)
+        out = StdoutMessages(w, {1: wire_line(same), 2: b"what a stale launcher sent\n"})
+        await out.send(same)  # the launcher wrote exactly this: not again
+        with caplog.at_level(logging.ERROR):
+            await out.send(response(2))  # it wrote something else: not again, but said
+        assert "stale" in caplog.text
+        await out.send(response(2))  # a later answer with that id goes out
+        notification = SessionMessage(
+            mcp_types.JSONRPCNotification(jsonrpc="2.0", method="notifications/x", params={})
+        )
+        await out.send(notification)
+        assert os.read(r, 1 << 16) == wire_line(response(2)) + wire_line(notification)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def response(request_id: int) -> SessionMessage:
+    return SessionMessage(mcp_types.JSONRPCResponse(jsonrpc="2.0", id=request_id, result={}))

@@ -35,6 +35,8 @@ def test_the_forked_server_answers_like_the_in_process_one(settings: Settings, s
     assert fast_init["result"]["instructions"] == slow_init["result"]["instructions"]
     assert fast.request("tools/list")["result"] == slow.request("tools/list")["result"]
     # The fast one really ran elsewhere: its launcher never loaded the server's libraries.
+    # (Its first answers may be the launcher's own, a tool call needs the server.)
+    assert fast.tool("mesh_status")["you"]["name"]
     assert Path(wire.socket_path(settings.socket_path)).exists()
     assert not maps_library(fast.proc.pid, SERVER_ONLY_LIBRARY)
     assert maps_library(slow.proc.pid, SERVER_ONLY_LIBRARY)
@@ -75,6 +77,7 @@ def test_agent_detection_looks_at_the_launchers_real_parent(
 def test_the_server_exits_when_the_agent_closes_stdin(settings: Settings, spawn: Any) -> None:
     s: Session = spawn()
     s.initialize()
+    s.tool("mesh_status")  # the server runs: initialize alone may be the launcher's answer
     [server] = session_pids(settings.data_dir)
     s.stdin.close()
     assert s.proc.wait(30) == 0
@@ -84,6 +87,7 @@ def test_the_server_exits_when_the_agent_closes_stdin(settings: Settings, spawn:
 def test_sigterm_to_the_launcher_reaches_the_server(settings: Settings, spawn: Any) -> None:
     s: Session = spawn()
     s.initialize()
+    s.tool("mesh_status")  # the server runs: initialize alone may be the launcher's answer
     [server] = session_pids(settings.data_dir)
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(30) == 0
@@ -110,6 +114,7 @@ def test_the_warm_process_never_lingers_as_a_zombie_of_the_first_launcher(
 ) -> None:
     s: Session = spawn()
     s.initialize()
+    s.tool("mesh_status")  # the server runs: initialize alone may be the launcher's answer
     [server] = session_pids(settings.data_dir)
     warm = int(proc_stat(server)[1])  # the server's parent
     assert int(proc_stat(warm)[1]) == s.proc.pid  # the first launcher started it

@@ -28,8 +28,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
+from mcp.server.models import InitializationOptions
 from mcp.server.runner import serve_connection
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.message import SessionMessage
 
 from slm_mesh.config import VERSION, Settings
 from slm_mesh.mcp_server import channel, stdio
@@ -37,6 +39,8 @@ from slm_mesh.mcp_server.instructions import INSTRUCTIONS
 from slm_mesh.mcp_server.session import MeshSession
 
 if TYPE_CHECKING:
+    from mcp.shared._stream_protocols import ReadStream, WriteStream
+
     from slm_mesh.mcp_server.tools import Tools
 
 log = logging.getLogger(__name__)
@@ -131,27 +135,45 @@ def build_server(box: ToolBox) -> Server[Any]:
     return server
 
 
-async def run(settings: Settings | None = None) -> int:
-    """Serve MCP on stdin/stdout until EOF or a signal (see the module rules)."""
+def initialization_options(server: Server[Any]) -> InitializationOptions:
+    """What ``initialize`` answers (besides the protocol version)."""
+    return server.create_initialization_options(
+        experimental_capabilities={channel.CHANNEL_CAPABILITY: {}}
+    )
+
+
+def open_dispatcher(
+    read_stream: ReadStream[SessionMessage | Exception],
+    write_stream: WriteStream[SessionMessage],
+) -> tuple[JSONRPCDispatcher[Any], Connection]:
+    dispatcher: JSONRPCDispatcher[Any] = JSONRPCDispatcher(
+        read_stream,
+        write_stream,
+        # As the SDK's own loop: a client that pipelines `initialize` with the next
+        # request sees the initialized state.
+        inline_methods=frozenset({"initialize"}),
+    )
+    return dispatcher, Connection.for_loop(dispatcher)
+
+
+async def run(
+    settings: Settings | None = None,
+    early: bytes = b"",
+    answered: dict[int, bytes] | None = None,
+) -> int:
+    """Serve MCP on stdin/stdout until EOF or a signal (see the module rules). ``early``
+    and ``answered``: what the launcher read from stdin and answered itself before this
+    server took over (:mod:`slm_mesh.mcp_server.stdio` rule 6)."""
     session = MeshSession(settings or Settings.from_env())
     forwarder = ChannelForwarder()
     session.on_message = lambda message: forwarder.offer(channel.message_notification(message))
     session.on_event = lambda event: forwarder.offer(channel.event_notification(event))
     box = ToolBox(session)
     server = build_server(box)
-    options = server.create_initialization_options(
-        experimental_capabilities={channel.CHANNEL_CAPABILITY: {}}
-    )
+    options = initialization_options(server)
     stop = trio.Event()
-    async with stdio.open_stdio() as (read_stream, write_stream):
-        dispatcher: JSONRPCDispatcher[Any] = JSONRPCDispatcher(
-            read_stream,
-            write_stream,
-            # As the SDK's own loop: a client that pipelines `initialize` with the next
-            # request sees the initialized state.
-            inline_methods=frozenset({"initialize"}),
-        )
-        connection = Connection.for_loop(dispatcher)
+    async with stdio.open_stdio(early, answered) as (read_stream, write_stream):
+        dispatcher, connection = open_dispatcher(read_stream, write_stream)
 
         async def serve_until_eof() -> None:
             await serve_connection(

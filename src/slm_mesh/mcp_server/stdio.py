@@ -22,6 +22,11 @@ Rules:
    stops writing can't starve the calls it starts.
 5. Memory is bounded: the reader stops reading while :data:`READ_AHEAD` messages wait,
    and a sender waits while :data:`WRITE_HIGH_WATER` bytes do (a client not reading).
+6. A session the launcher opened (:mod:`slm_mesh.zygote.early`) starts with what the
+   launcher already read from stdin (``early``): it is read first, as if it came now. The
+   launcher answered some of those requests itself (``answered``: id -> the line it
+   wrote); this server's own answers to them are not written again, and one that differs
+   from the launcher's is logged as an error (the prebuilt answers are stale).
 """
 
 from __future__ import annotations
@@ -55,11 +60,14 @@ Incoming = SessionMessage | Exception
 
 
 @contextlib.asynccontextmanager
-async def open_stdio() -> AsyncIterator[tuple[StdinMessages, StdoutMessages]]:
-    """Serve the process's stdin and stdout as the SDK's ``(read, write)`` stream pair."""
+async def open_stdio(
+    early: bytes = b"", answered: dict[int, bytes] | None = None
+) -> AsyncIterator[tuple[StdinMessages, StdoutMessages]]:
+    """Serve the process's stdin and stdout as the SDK's ``(read, write)`` stream pair
+    (``early``, ``answered``: rule 6)."""
     with _claimed_stdio() as (in_fd, out_fd):
-        reader = StdinMessages(in_fd)
-        writer = StdoutMessages(out_fd)
+        reader = StdinMessages(in_fd, early)
+        writer = StdoutMessages(out_fd, answered)
         async with trio.open_nursery() as flushing:
             flushing.start_soon(writer.eager.flush)
             async with trio.open_nursery() as reading:
@@ -76,8 +84,9 @@ async def open_stdio() -> AsyncIterator[tuple[StdinMessages, StdoutMessages]]:
 class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
     """The SDK's read stream (``mcp.shared._stream_protocols.ReadStream``) over stdin."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, early: bytes = b"") -> None:
         self._input = DirectReader(functools.partial(os.read, fd), fd, RECEIVE_BYTES)
+        self._early = early
         self._items: collections.deque[Incoming] = collections.deque()
         self._arrived = trio.Event()
         self._room = trio.Event()
@@ -91,7 +100,7 @@ class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
         try:
             while not self._closed:
                 try:
-                    chunk = await self._input.receive()
+                    chunk, self._early = self._early or await self._input.receive(), b""
                 except OSError as exc:
                     log.debug("stdin failed: %s", exc)
                     return
@@ -147,22 +156,46 @@ class StdinMessages(anyio.abc.AsyncResource):  # async with: aclose at exit
 class StdoutMessages(anyio.abc.AsyncResource):
     """The SDK's write stream (``mcp.shared._stream_protocols.WriteStream``) to stdout."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, answered: dict[int, bytes] | None = None) -> None:
         self.eager: EagerWriter = nonblocking_writer(
             lambda data: os.write(fd, data), fd, WRITE_HIGH_WATER
         )
+        self._answered = dict(answered or {})
 
     async def send(self, item: SessionMessage) -> None:
-        data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        line = wire_line(item)
+        if self._answered and self._already_answered(item, line):
+            return
         try:
-            self.eager.write(data.encode("utf-8") + b"\n")
+            self.eager.write(line)
         except anyio.BrokenResourceError as exc:
             log.debug("stdout failed: %s", exc.__cause__)
             raise
         await self.eager.wait_for_room()
 
+    def _already_answered(self, item: SessionMessage, line: bytes) -> bool:
+        """Rule 6: True if the launcher wrote the answer to this request already."""
+        message = item.message
+        if not isinstance(message, mcp_types.JSONRPCResponse | mcp_types.JSONRPCError):
+            return False
+        if not isinstance(message.id, int) or message.id not in self._answered:
+            return False
+        sent = self._answered.pop(message.id)
+        if sent != line:
+            log.error(
+                "the launcher answered request %r otherwise than this server: its prebuilt "
+                "answers are stale (python -m slm_mesh.mcp_server.prebuild)",
+                message.id,
+            )
+        return True
+
     async def aclose(self) -> None:
         self.eager.close()
+
+
+def wire_line(item: SessionMessage) -> bytes:
+    """One outgoing message as the line written to stdout."""
+    return item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
 
 
 def _parse(line: bytes) -> Incoming:

@@ -7,6 +7,10 @@ double its start-up time (``tests/zygote/test_lean.py`` holds it to that). Whate
 wrong with the fast path (no warm process and none can be started, a version mismatch, a refused
 request, ``SLM_MESH_NO_ZYGOTE=1``), the server runs in this process instead, so
 correctness never depends on it.
+
+When no warm process answers yet (the first session of the day), the launcher answers
+``initialize`` and ``tools/list`` itself while one starts, with the server's own answers
+(:mod:`slm_mesh.zygote.early`), and hands what it read and answered to the server.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import time
 
 from slm_mesh import locations
 from slm_mesh.zygote import wire
+from slm_mesh.zygote.early import EarlyAnswers
 
 TYPE_CHECKING = False  # not typing's, nor signal's: each would import enum
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
 else:
     import _signal
 
@@ -30,10 +36,12 @@ START_TIMEOUT_S = 15.0
 CONNECT_POLL_S = 0.02
 
 
-def run_in_process() -> int:
+def run_in_process(early: EarlyAnswers | None = None) -> int:
     from slm_mesh.mcp_server import main
 
-    return main()
+    if early is None:
+        return main()
+    return main(early.input, early.answered)
 
 
 def _connect(path: str) -> _socket.socket | None:
@@ -71,9 +79,12 @@ def _spawn_warm(data_dir: str) -> None:
         os.close(log)
 
 
-def connect_or_start(data_dir: str, broker_socket: str) -> _socket.socket | None:
+def connect_or_start(
+    data_dir: str, broker_socket: str, pause: Callable[[float], None] = time.sleep
+) -> _socket.socket | None:
     """A connection to the warm process, starting one if none answers (race-free: the
-    first launcher to take ``zygote-start.lock`` starts it, the others wait and connect)."""
+    first launcher to take ``zygote-start.lock`` starts it, the others wait and connect).
+    While it waits, ``pause`` (the early answers, :mod:`slm_mesh.zygote.early`)."""
     path = wire.socket_path(broker_socket)
     sock = _connect(path)
     if sock is not None:
@@ -89,7 +100,7 @@ def connect_or_start(data_dir: str, broker_socket: str) -> _socket.socket | None
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     return None
-                time.sleep(CONNECT_POLL_S)
+                pause(CONNECT_POLL_S)
         sock = _connect(path)
         if sock is not None:
             return sock
@@ -98,7 +109,7 @@ def connect_or_start(data_dir: str, broker_socket: str) -> _socket.socket | None
             sock = _connect(path)
             if sock is not None:
                 return sock
-            time.sleep(CONNECT_POLL_S)
+            pause(CONNECT_POLL_S)
         return None
     finally:
         os.close(fd)
@@ -108,12 +119,13 @@ def launch() -> int:
     if os.environ.get("SLM_MESH_NO_ZYGOTE") not in (None, "", "0"):
         return run_in_process()
     data_dir = locations.data_dir()
+    early = EarlyAnswers()
     try:
-        sock = connect_or_start(data_dir, locations.socket_path(data_dir))
+        sock = connect_or_start(data_dir, locations.socket_path(data_dir), early.pause)
     except (OSError, locations.NotPrivate):
         sock = None  # the in-process server meets the same problem and says so
     if sock is None:
-        return run_in_process()
+        return run_in_process(early)
     from slm_mesh.zygote.relay import FORWARDED_SIGNALS
 
     # From the hand-over on, a signal must reach the server, not kill us half-way: hold
@@ -130,6 +142,7 @@ def launch() -> int:
                     "env": dict(os.environ),
                     "argv": sys.argv,
                     "parent_pid": os.getppid(),
+                    **early.spawn_fields(),
                 },
                 [0, 1, 2],
             )
@@ -143,7 +156,7 @@ def launch() -> int:
     finally:
         sock.close()
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    return run_in_process()
+    return run_in_process(early)
 
 
 def _next_message(reader: wire.LineReader) -> dict[str, object] | None:

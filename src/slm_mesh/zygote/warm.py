@@ -33,6 +33,7 @@ from pathlib import Path
 
 from slm_mesh.config import Settings
 from slm_mesh.zygote import wire
+from slm_mesh.zygote.early import from_spawn_request
 
 log = logging.getLogger("slm_mesh.zygote")
 
@@ -52,7 +53,7 @@ class Child:
 @dataclass
 class WarmProcess:
     settings: Settings
-    target: Callable[[], int]
+    target: Callable[[bytes, dict[int, bytes]], int]
     idle_exit_s: float = DEFAULT_IDLE_EXIT_S
     version: str = field(default_factory=wire.code_version)
     release_lock: Callable[[], None] = lambda: None
@@ -121,7 +122,13 @@ class WarmProcess:
             conn.close()
             return
         try:
-            if request is None or request.get("op") != "spawn" or len(fds) != wire.FD_COUNT:
+            early = from_spawn_request(request) if request is not None else None
+            if (
+                request is None
+                or request.get("op") != "spawn"
+                or len(fds) != wire.FD_COUNT
+                or early is None
+            ):
                 wire.send(conn, {"error": "bad spawn request"})
                 conn.close()
                 return
@@ -132,7 +139,7 @@ class WarmProcess:
                 return
             pid = os.fork()
             if pid == 0:
-                self._become_session(request, fds, conn, listener)  # never returns
+                self._become_session(request, early, fds, conn, listener)  # never returns
             wire.send(conn, {"pid": pid})
         except OSError:
             conn.close()
@@ -158,6 +165,7 @@ class WarmProcess:
     def _become_session(
         self,
         request: dict[str, object],
+        early: tuple[bytes, dict[int, bytes]],
         fds: list[int],
         conn: socket.socket,
         listener: socket.socket,
@@ -192,7 +200,7 @@ class WarmProcess:
             argv = request.get("argv")
             if isinstance(argv, list):
                 sys.argv = [str(a) for a in argv]
-            code = self.target()
+            code = self.target(*early)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -264,7 +272,7 @@ def start_broker_early(settings: Settings) -> None:
         )
 
 
-def preload() -> Callable[[], int]:
+def preload() -> Callable[[bytes, dict[int, bytes]], int]:
     """Import everything a session needs; return the session's entry point. What a child
     imports after the fork is private to it: anyio loads its trio backend lazily."""
     import anyio._backends._trio
