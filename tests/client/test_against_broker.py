@@ -65,3 +65,25 @@ async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(
                 assert [(lk["path"], lk["holder"]) for lk in locks] == [
                     ("/repo/src/auth.ts", "backend")
                 ]
+
+
+async def test_a_push_sent_before_an_answer_is_counted_by_the_time_the_caller_resumes(
+    settings: Settings,
+) -> None:
+    async with (
+        in_process_broker(settings),
+        MeshClient.open(settings) as a,
+        MeshClient.open(settings) as b,
+    ):
+        await a.register(name="a", cwd="/repo")
+        await b.register(name="b", cwd="/repo")
+        assert b.messages_pushed == 0
+        for i in range(3):
+            await a.call("message.send", {"to": "b", "body": f"m{i}"})
+        # Committed and pushed before b asks: the pushes precede the answer on b's stream.
+        answer = await b.call("message.inbox", {"mark_read": False})
+        assert answer["unread_left"] == 3
+        assert b.messages_pushed == 3
+        await a.call("event.read", {})  # other pushes and answers count nothing
+        await a.call("state.set", {"key": "k", "value": 1})
+        assert b.messages_pushed == 3

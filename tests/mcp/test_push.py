@@ -102,3 +102,33 @@ async def test_subscribed_events_are_pushed_as_channel_notifications(mesh: Mesh)
     with trio.fail_after(CHANNEL_BOUND_S):
         after = await watcher.next_channel()
     assert after.content == "done"  # no event in between
+
+
+async def test_the_unread_notice_stays_exact_as_messages_come_and_are_read(mesh: Mesh) -> None:
+    alice, bob = await mesh.start_all("alice", "bob")
+    await wait_for_peer(alice, "bob")
+
+    async def notice() -> str | None:
+        got = texts(await bob.call("mesh_status"))
+        return got[-1] if len(got) > 1 else None
+
+    assert await notice() is None
+    for i in range(3):
+        await alice.ok("mesh_send", to="bob", message=f"m{i}")
+        with trio.fail_after(CHANNEL_BOUND_S):
+            await bob.next_channel()
+    assert await notice() == "[slm-mesh] 3 unread messages waiting: read with mesh_inbox."
+    assert (await bob.ok("mesh_inbox", limit=1))["unread_left"] == 2
+    assert await notice() == "[slm-mesh] 2 unread messages waiting: read with mesh_inbox."
+    await alice.ok("mesh_send", to="bob", message="m3")
+    with trio.fail_after(CHANNEL_BOUND_S):
+        await bob.next_channel()
+    assert await notice() == "[slm-mesh] 3 unread messages waiting: read with mesh_inbox."
+    await bob.ok("mesh_inbox", mark_read=False)  # a peek changes nothing
+    assert await notice() == "[slm-mesh] 3 unread messages waiting: read with mesh_inbox."
+    assert (await bob.ok("mesh_inbox"))["unread_left"] == 0
+    assert await notice() is None
+    await alice.ok("mesh_send", to="bob", message="m4")
+    with trio.fail_after(CHANNEL_BOUND_S):
+        await bob.next_channel()
+    assert await notice() == "[slm-mesh] 1 unread message waiting: read with mesh_inbox."

@@ -80,6 +80,7 @@ class MeshClient:
         self._max_answer_bytes = settings.limits.client_max_line_bytes
         self._ids = itertools.count(1)
         self._conn: Connection | None = None
+        self._retired_pushes = 0  # messages_pushed of the connections before this one
         self._old: list[Connection] = []  # dropped, their pushes maybe not yet drained
         self._registration: dict[str, Any] | None = None
         self._reconnecting = anyio.Lock()
@@ -131,6 +132,13 @@ class MeshClient:
                 raise
             inner = group.exceptions[0]
             raise inner from inner.__cause__
+
+    @property
+    def messages_pushed(self) -> int:
+        """``message`` pushes read on every connection of this client so far, in the order
+        they arrived with the answers (:attr:`Connection.messages_pushed`)."""
+        current = self._conn.messages_pushed if self._conn is not None else 0
+        return self._retired_pushes + current
 
     @property
     def connected(self) -> bool:
@@ -248,6 +256,7 @@ class MeshClient:
                 continue
             if self._conn is not None:
                 self._old.append(self._conn)
+                self._retired_pushes += self._conn.messages_pushed
             self._old = [old for old in self._old if not old.notifications.closed]
             self._conn = conn
             return

@@ -115,6 +115,9 @@ class Connection:
             notification_buffer
         )
         self.notifications = Notifications(receive)
+        self.messages_pushed = 0
+        """``message`` pushes read so far, counted in the order lines arrive: one that came
+        before an answer is counted by the time its caller resumes."""
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Read and write until the connection drops or :meth:`close` is called."""
@@ -210,6 +213,8 @@ class Connection:
             else:
                 log.debug("dropping the answer to call %r: nobody waits for it", incoming.id)
         elif isinstance(incoming, Push):
+            if incoming.method == "message":
+                self.messages_pushed += 1
             if self.notifications.closed:
                 return
             try:

@@ -29,6 +29,7 @@ import anyio
 
 from slm_mesh.config import VERSION, Settings
 from slm_mesh.mcp_server import agent, workspace
+from slm_mesh.mcp_server.unread import UnreadCount
 from slm_mesh.protocol.errors import MeshError
 
 if TYPE_CHECKING:
@@ -113,9 +114,7 @@ class MeshSession:
         self._reconnecting = anyio.Lock()
         self._leaving = False
         self._failure = "still connecting to the broker"
-        # The unread count as last learnt, kept current by pushes (None: ask the broker).
-        self._unread: int | None = None
-        self._pushes_seen = 0
+        self._unread = UnreadCount()
 
     # -- what the MCP side tells us ------------------------------------------------------
 
@@ -208,9 +207,6 @@ class MeshSession:
         if not isinstance(params, dict):
             return
         if method == "message":
-            self._pushes_seen += 1
-            if self._unread is not None:
-                self._unread += 1
             self.on_message(params)
         elif method == "event":
             seq = params.get("seq")
@@ -293,29 +289,42 @@ class MeshSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def unread_count(self) -> int:
-        """How many messages to this peer are unread (0 if the broker can't say).
-
-        A known zero is answered without asking the broker (one round trip less on every
-        tool call). It stays exact: a zero is kept only from an answer during which no push
-        arrived, every later message to this peer is pushed (+1), and anything that may
-        change the count otherwise (reading the inbox, a reconnect) forgets it.
-        """
-        if self._unread == 0:
-            return 0
-        seen = self._pushes_seen
+        """How many messages to this peer are unread (0 if the broker can't say): known
+        without asking the broker whenever it can be (:mod:`slm_mesh.mcp_server.unread`)."""
+        client = self._client
+        if client is not None:
+            known = self._unread.known(client.messages_pushed)
+            if known is not None:
+                return known
         try:
-            result = await self.call(
-                "message.inbox", {"unread_only": True, "limit": 1, "mark_read": False}
-            )
+            result = await self.inbox({"unread_only": True, "limit": 1, "mark_read": False})
         except (MeshError, BrokerDown, MaybeDone):
             return 0
-        count = int(result.get("unread_left", 0))
-        self._unread = count if self._pushes_seen == seen else None
-        return count
+        return int(result.get("unread_left", 0))
+
+    async def inbox(self, params: dict[str, Any]) -> Any:
+        """``message.inbox``, learning the unread count from its ``unread_left``.
+
+        Raises:
+            MeshError, BrokerDown, MaybeDone: as :meth:`call`.
+        """
+        client = await self._wait_registered()
+        before = client.messages_pushed
+        try:
+            result = await self.call("message.inbox", params)
+        except BaseException:
+            self._unread.forget()  # it may have marked some read
+            raise
+        unread_left = result.get("unread_left") if isinstance(result, dict) else None
+        if isinstance(unread_left, int):
+            self._unread.learn(unread_left, before, client.messages_pushed)
+        else:
+            self._unread.forget()
+        return result
 
     def forget_unread(self) -> None:
-        """The count may have changed without a push (inbox read, reconnect)."""
-        self._unread = None
+        """The count may have changed without a push (a reconnect)."""
+        self._unread.forget()
 
     async def subscribe(self, types: list[str] | None) -> dict[str, Any]:
         """Stream events of ``types`` (all when None) to the agent, across reconnects."""

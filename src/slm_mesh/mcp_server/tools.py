@@ -191,8 +191,7 @@ class Tools:
         sender = args.text("from")
         if sender is not None:
             params["from"] = sender
-        result = await self.session.call("message.inbox", params)
-        self.session.forget_unread()
+        result = await self.session.inbox(params)
         unread = int(result.get("unread_left", 0))
         messages = [views.message(m) for m in result.get("messages", [])]
         return {"messages": messages, "unread_left": unread}, unread
