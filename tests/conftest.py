@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slm_mesh.config import Settings
-from tests import outside
+from tests import outside, pg
 from tests.wire import PERSON, make_settings, processes_under, short_tmp
 
 
@@ -50,6 +50,20 @@ def _cmdline(pid: int) -> str:
 @pytest.fixture
 def settings(tmp_short: Path) -> Settings:
     return make_settings(tmp_short)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Cluster]:
+    """One PostgreSQL cluster for the whole session (tests/pg.py); skipped with advice,
+    or under CI failed, where PostgreSQL's server binaries are missing."""
+    with pg.cluster(outside.require("postgresql")) as found:
+        yield found
+
+
+@pytest.fixture
+def pg_settings(tmp_short: Path, pg_cluster: pg.Cluster) -> Settings:
+    """Settings of a broker on a mesh of its own in the session's PostgreSQL cluster."""
+    return make_settings(tmp_short, store_url=pg_cluster.url, mesh_name=pg.mesh_name())
 
 
 @pytest.fixture(autouse=True)

@@ -56,6 +56,12 @@ def _postgresql_bindir() -> str | None:
     return None
 
 
+def _netns() -> str | None:
+    """``ip``, where this process may make network namespaces with it (root)."""
+    ip = shutil.which("ip")
+    return ip if ip is not None and os.geteuid() == 0 else None
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -90,6 +96,12 @@ TOOLS: dict[str, Tool] = {
             "PostgreSQL's server binaries (initdb, pg_ctl) for the shared store",
             "apt-get install postgresql",
             _postgresql_bindir,
+        ),
+        Tool(
+            "netns",
+            "network namespaces (root and iproute2's ip) to cut one broker off the database",
+            "run the tests as root, with iproute2 installed (apt-get install iproute2)",
+            _netns,
         ),
         Tool(
             "tmux", "a real terminal for `slm-mesh top`", "apt-get install tmux", _on_path("tmux")

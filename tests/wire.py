@@ -23,9 +23,9 @@ import trio
 
 from slm_mesh.broker import credentials
 from slm_mesh.broker.files import bind_tcp, bind_unix, ensure_private_dir
+from slm_mesh.broker.main import open_store
 from slm_mesh.broker.server import Broker
 from slm_mesh.config import Settings
-from slm_mesh.store import Store
 
 PERSON = "dave"  # the person at the shell in tests (SLM_MESH_PERSON, tests/conftest.py)
 
@@ -162,7 +162,7 @@ async def in_process_broker(
     """The real broker on a real Unix socket, in this trio run (so it shares the test's
     clock: autojump_clock moves lock TTLs and grace periods)."""
     ensure_private_dir(settings.data_dir)
-    store = Store.open(settings.db_path)
+    store = open_store(settings)
     sockets = [bind_unix(settings.socket_path, 128)]
     port = None
     if tcp:
@@ -196,6 +196,10 @@ def broker_env(settings: Settings, **extra: str) -> dict[str, str]:
         SLM_MESH_PERSON=settings.person,
         **extra,
     )
+    if settings.store_url and "SLM_MESH_STORE" not in extra:
+        env.update(SLM_MESH_STORE=settings.store_url, SLM_MESH_MESH=settings.mesh_name)
+        env.update(SLM_MESH_HOST=settings.host, SLM_MESH_LEASE_S=str(settings.lease_s))
+        env.update(SLM_MESH_GRACE_S=str(settings.grace_s))
     return env
 
 

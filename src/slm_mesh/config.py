@@ -8,6 +8,7 @@ CLI and the broker import this module on their start-up path.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,12 @@ EDIT_MEMORY_S = 10 * MINUTES
 # that the process exited (no pidfd: macOS, old Linux).
 PROCESS_POLL_S = 2 * SECONDS
 
+# Several machines on one PostgreSQL store (issue 12)
+DEFAULT_MESH_NAME = "default"
+# A broker's lease in the shared store: renewed every third of it. A broker that could not
+# renew it for this long stops answering; the others take its sessions for away.
+DEFAULT_LEASE_S = 10 * SECONDS
+
 
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -121,6 +128,11 @@ class Limits:
         return cls(**values)
 
 
+def default_host() -> str:
+    """This machine's name in the mesh: ``SLM_MESH_HOST``, else its host name."""
+    return os.environ.get("SLM_MESH_HOST") or socket.gethostname()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the broker keeps its files and how long it waits, resolved once."""
@@ -134,6 +146,12 @@ class Settings:
     limits: Limits = field(default_factory=lambda: Limits())
     person: str = field(default_factory=login_name)
     """The person at the shell (``slm_mesh.person``): ``SLM_MESH_PERSON`` or the login name."""
+    # The shared store of several machines (a postgresql:// URL), or None for the
+    # embedded SQLite file; the mesh's name in it (a schema each).
+    store_url: str | None = None
+    mesh_name: str = DEFAULT_MESH_NAME
+    host: str = field(default_factory=default_host)
+    lease_s: float = DEFAULT_LEASE_S
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -147,6 +165,10 @@ class Settings:
             idle_exit_s=_env_float("SLM_MESH_IDLE_EXIT_S", DEFAULT_IDLE_EXIT_S),
             limits=Limits.from_env(),
             person=person_name(),
+            store_url=os.environ.get("SLM_MESH_STORE") or None,
+            mesh_name=os.environ.get("SLM_MESH_MESH") or DEFAULT_MESH_NAME,
+            host=default_host(),
+            lease_s=_env_float("SLM_MESH_LEASE_S", DEFAULT_LEASE_S),
         )
 
     @property

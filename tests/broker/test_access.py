@@ -124,7 +124,10 @@ def test_token_and_pid_files_are_private(settings: Settings) -> None:
             for path in files:
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
             assert len(settings.token_path.read_text()) == 64
-            assert stat.S_IMODE(settings.db_path.stat().st_mode) == 0o600
+            own = (
+                settings.db_path if settings.store_url is None else settings.data_dir / "broker.id"
+            )
+            assert stat.S_IMODE(own.stat().st_mode) == 0o600
     finally:
         os.umask(old)
 

@@ -525,3 +525,51 @@ def test_stop_says_that_an_installed_socket_unit_restarts_the_broker(
         done = service_cli.run("stop")
     assert done.returncode == 0, done.stderr
     assert "systemd starts the broker again on the next connection" in done.stderr
+
+
+# -- the shared store (issue 12) --------------------------------------------------------
+
+STORE_URL = "postgresql://mesh@db.example:5432/slm?sslmode=verify-full"
+
+
+def test_service_install_writes_the_store_into_the_unit(service_cli: Cli, unit_dir: Path) -> None:
+    service_cli.ok(
+        "service", "install", "--platform", "systemd", "--no-enable", "--store", STORE_URL
+    )
+    service = parse_unit((unit_dir / units.SERVICE_UNIT).read_text())
+    env = dict(
+        shlex.split(item)[0].partition("=")[::2]
+        for key, item in service["Service"]
+        if key == "Environment"
+    )
+    assert env["SLM_MESH_STORE"] == STORE_URL
+
+
+def test_a_password_in_the_store_url_is_never_written_into_a_unit(
+    service_cli: Cli,
+    unit_dir: Path,
+) -> None:
+    done = service_cli.run(
+        "service",
+        "install",
+        "--platform",
+        "systemd",
+        "--no-enable",
+        "--store",
+        "postgresql://mesh:s3cret@db.example/slm",
+    )
+    assert done.returncode == 2
+    assert "~/.pgpass" in done.stderr
+    assert "s3cret" not in done.stdout + done.stderr
+    assert not (unit_dir / units.SERVICE_UNIT).exists()
+    # ... nor one carried from the environment.
+    done = service_cli.run(
+        "service",
+        "install",
+        "--platform",
+        "systemd",
+        "--no-enable",
+        SLM_MESH_STORE="postgresql://db.example/slm?password=s3cret",
+    )
+    assert done.returncode == 2
+    assert not (unit_dir / units.SERVICE_UNIT).exists()

@@ -55,7 +55,7 @@ def test_peers_json_lists_each_peer_field_by_field(
         summary="fixing the login race",
     ):
         doc = cli.json("peers")
-    assert doc["scope"] == "machine"
+    assert doc["scope"] == "mesh"
     (p,) = doc["peers"]
     has_fields(p, PEER_FIELDS)
     assert p["name"] == "backend"

@@ -54,6 +54,8 @@ class Bench:
         grace_s: float = GRACE_S,
         lock_ttl_s: float = LOCK_TTL_S,
         now: float = T0,
+        host: str = "",
+        broker_id: str = "local",
     ) -> None:
         self.store = store if store is not None else Store.open(None)
         self.exited: set[int] = set()  # pids the bench's "kernel" says are not running
@@ -64,6 +66,8 @@ class Bench:
             lock_ttl_s=lock_ttl_s,
             process_alive=lambda pid: pid not in self.exited,
             person_name=PERSON,
+            host=host,
+            broker_id=broker_id,
         )
         self.watched: dict[str, int] = {}  # peer id → pid, as the broker would watch them
         self.now = now

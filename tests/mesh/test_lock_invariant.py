@@ -305,9 +305,11 @@ class LockContention(RuleBasedStateMachine):
         locks, now = self.bench.mesh.locks, self.bench.now
         queue = locks.waiters
         assert set(queue) == set(self.pending)
+        rows = self.bench.store.waiters()
+        assert [r["id"] for r in rows] == [w.id for w in queue]
         for i, w in enumerate(queue):
-            blocked = locks.holders_against(w.peer_id, w.path, w.mode, now)
-            assert blocked or locks._queued_against(w.peer_id, w.path, w.mode, queue[:i])
+            blocked = locks.holders_against(w.peer_id, w.where, w.mode, now)
+            assert blocked or locks._queued_against(w.peer_id, w.where, w.mode, rows[:i])
 
     @invariant()
     def locks_and_waiters_belong_to_sessions_in_the_mesh(self) -> None:

@@ -216,3 +216,34 @@ def test_unread_messages_are_found_without_walking_the_read_ones(tmp_path: Path)
         )
         assert "(recipient_id=? AND status=?)" in plan, plan
     store.close()
+
+
+def test_a_version_1_database_gains_where_peers_and_locks_are(tmp_path: Path) -> None:
+    from slm_mesh.store.sqlite.schema import MIGRATIONS
+
+    path = tmp_path / "mesh.db"
+    db = sqlite_utils.Database(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    MIGRATIONS[1](db)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute(
+        "INSERT INTO locks (path, peer_id, mode, acquired_at, expires_at) "
+        "VALUES ('/r/a', 'p1', 'exclusive', 1, 2)"
+    )
+    db.conn.commit()
+    db.close()
+    store = Store.open(path)
+    assert store.all_locks() == [
+        {
+            "path": "/r/a",
+            "peer_id": "p1",
+            "mode": "exclusive",
+            "reason": None,
+            "acquired_at": 1.0,
+            "expires_at": 2.0,
+            "host": None,
+            "repo": None,
+            "rel": None,
+        }
+    ]
+    store.close()

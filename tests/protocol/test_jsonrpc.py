@@ -115,6 +115,7 @@ def test_error_codes_are_pinned() -> None:
         errors.QuotaExceeded,
         errors.ShuttingDown,
         errors.Unauthorized,
+        errors.StoreUnavailable,
     )
     assert [cls.code for cls in classes] == [
         -32700,
@@ -131,4 +132,5 @@ def test_error_codes_are_pinned() -> None:
         -32007,
         -32008,
         -32010,
+        -32011,
     ]

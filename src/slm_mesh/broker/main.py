@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import trio
 
 from slm_mesh.config import MAX_CONNECTIONS_PER_UID, TCP_HOST, Settings
-from slm_mesh.store import SchemaError, StorageError, Store
+from slm_mesh.store import SchemaError, StorageError, Store, StoreUnreachable
 
 from . import credentials
 from .files import (
@@ -39,6 +41,61 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def store_setting(settings: Settings, url: str) -> Settings | None:
+    """``settings`` with the shared store ``url`` (``--store``); None, having said why, if
+    it can't be used: not a PostgreSQL URL, or a password in it (argv is world-readable)."""
+    from slm_mesh.store.urls import has_password, is_url
+
+    if not is_url(url):
+        print(f"slm-mesh: --store wants a postgresql:// URL, got {url!r}", file=sys.stderr)
+        return None
+    if has_password(url):
+        print(
+            "slm-mesh: --store must not carry a password (the command line is visible to "
+            "every user of the machine): put it in ~/.pgpass (or PGPASSFILE) instead",
+            file=sys.stderr,
+        )
+        return None
+    return dataclasses.replace(settings, store_url=url)
+
+
+def broker_id(settings: Settings) -> str:
+    """This broker's name among those sharing a store: kept in the data dir, so a
+    restarted broker takes back its own sessions."""
+    path = settings.data_dir / "broker.id"
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if not found:
+        found = f"{settings.host}-{secrets.token_hex(4)}"
+        write_private(path, found + "\n")
+    return found
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name: the shared PostgreSQL one, or the SQLite file.
+
+    Raises:
+        SchemaError, StorageError, StoreUnreachable: as :meth:`Store.open`.
+    """
+    if settings.store_url:
+        try:
+            from slm_mesh.store.postgresql import PostgresStore
+        except ImportError:
+            raise StartupError(
+                "SLM_MESH_STORE names a PostgreSQL database, but its driver is not "
+                "installed: pip install 'slm-mesh[postgresql]'"
+            ) from None
+
+        store = PostgresStore.open_url(
+            settings.store_url, mesh=settings.mesh_name, broker_id=broker_id(settings)
+        )
+        log.info("shared store: %s", store.where())
+        return store
+    return Store.open(settings.db_path)
+
+
 def run_broker(
     settings: Settings,
     *,
@@ -63,7 +120,7 @@ def run_broker(
     written: list[Path] = []
     store: Store | None = None
     try:
-        store = Store.open(settings.db_path)
+        store = open_store(settings)
         sockets = activation_sockets()
         if not sockets:
             if unix_path_fits(settings.socket_path):
@@ -97,7 +154,7 @@ def run_broker(
         trio.run(lambda: broker.run(handle_signals=True))
         log.info("stopped")
         return 0
-    except (StartupError, SchemaError, StorageError, OSError) as exc:
+    except (StartupError, SchemaError, StorageError, StoreUnreachable, OSError) as exc:
         print(f"slm-mesh: can't start the broker: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from slm_mesh.protocol.errors import InternalError, NotRegistered
+from slm_mesh.protocol.errors import NotRegistered
 from slm_mesh.protocol.methods import validate
 from slm_mesh.protocol.table import METHODS
-from slm_mesh.store import StorageError
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -62,30 +61,26 @@ class MessageWaits:
         try:
             with trio.move_on_after(params["timeout"]):
                 while True:
+                    # A new event before looking: a wake that comes while the inbox is
+                    # read (in a thread, with a shared store) is not lost.
+                    waiter.woken = trio.Event()
                     if waiter.replaced:
-                        return self._ended(broker, peer_id, "replaced")
+                        return await self._ended(broker, peer_id, "replaced")
                     if broker.mesh.peer_of(conn.id) != peer_id:
                         return {"messages": [], "unread_left": 0, "reason": "gone"}
-                    found = _inbox(broker, conn, inbox)
+                    found = await broker.mesh_call(conn, "message.inbox", inbox)
                     if found["messages"]:
                         return {**found, "reason": "message"}
-                    waiter.woken = trio.Event()
                     await waiter.woken.wait()
-            return self._ended(broker, peer_id, "timeout")
+            return await self._ended(broker, peer_id, "timeout")
         finally:
             if self._by_peer.get(peer_id) is waiter:
                 del self._by_peer[peer_id]
 
     @staticmethod
-    def _ended(broker: Broker, peer_id: str, reason: str) -> dict[str, Any]:
-        return {"messages": [], "unread_left": broker.store.unread_count(peer_id), "reason": reason}
-
-
-def _inbox(broker: Broker, conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
-    try:
-        result: dict[str, Any] = broker.mesh.call(conn.id, "message.inbox", params, broker.now())
-    except StorageError as exc:
-        raise InternalError(str(exc)) from None
-    finally:
-        broker.apply_effects()
-    return result
+    async def _ended(broker: Broker, peer_id: str, reason: str) -> dict[str, Any]:
+        if broker.shared is not None:
+            unread = await broker.shared.run_sync(broker.store.unread_count, peer_id)
+        else:
+            unread = broker.store.unread_count(peer_id)
+        return {"messages": [], "unread_left": unread, "reason": reason}

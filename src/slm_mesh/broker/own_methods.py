@@ -7,13 +7,14 @@ result, or a coroutine for a call that waits (``event.subscribe`` with a replay)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.config import VERSION
-from slm_mesh.protocol.errors import Unauthorized
+from slm_mesh.protocol.errors import MeshError, Unauthorized
 from slm_mesh.protocol.openrpc import openrpc_document
 
 from . import credentials
@@ -44,13 +45,34 @@ def ping(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
 
 
 def status(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
+    if broker.shared is not None:
+        return _shared_status(broker)
     counts = broker.store.counts()
+    return _status(broker, counts, broker.store.last_seq(), broker.store.size_bytes())
+
+
+async def _shared_status(broker: Broker) -> Any:
+    """Status with a shared store: what it holds if it can be reached, and whether."""
+    shared = broker.shared
+    assert shared is not None
+    counts: dict[str, int] = {}
+    size = 0
+    if shared.usable():
+        with contextlib.suppress(MeshError):
+            counts = await shared.run_sync(broker.store.counts)
+            size = await shared.run_sync(broker.store.size_bytes)
+    result = _status(broker, counts, shared.cursor, size)
+    result["store"] = shared.status()
+    return result
+
+
+def _status(broker: Broker, counts: dict[str, int], last_seq: int, size: int) -> Any:
     counts.update(
         connections=len(broker.conns),
         subscribers=len(broker.subscribers),
         waiters=len(broker.waiting),
     )
-    counts["last_seq"] = broker.store.last_seq()
+    counts["last_seq"] = last_seq
     return {
         "pid": os.getpid(),
         "version": VERSION,
@@ -58,7 +80,7 @@ def status(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
         "listeners": [describe(s) for s in broker.sockets],
         "data_dir": str(broker.settings.data_dir),
         "counts": counts,
-        "db_bytes": broker.store.size_bytes(),
+        "db_bytes": size,
         "idle_exit_s": broker.idle_exit_s,
         "person": broker.mesh.sessions.person_view(),
     }
@@ -79,8 +101,13 @@ def subscribe(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
         types = params.get("types")
         filt = None if not types or "*" in types else frozenset(types)
         broker.subscribers[conn.id] = filt
-        return {"last_seq": broker.store.last_seq()}
+        return {"last_seq": _last_seq(broker)}
     return _subscribe_with_replay(broker, conn, params)
+
+
+def _last_seq(broker: Broker) -> int:
+    """The last event handed to subscribers (with a shared store, the others' too)."""
+    return broker.shared.cursor if broker.shared is not None else broker.store.last_seq()
 
 
 async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
@@ -89,13 +116,30 @@ async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[
     cursor: int = params["after"]
     # Replay in pages, waiting for room in the queue; events written meanwhile land in
     # the store and are picked up by the next page. From the empty page to the
-    # registration below nothing awaits, so no event can fall in between.
-    while rows := broker.store.events_after(cursor, sorted(filt) if filt else None, REPLAY_PAGE):
+    # registration below nothing awaits, so no event can fall in between. With a shared
+    # store the replay reads in the mesh's thread and stops at what subscribers were
+    # handed (the shared cursor): later events reach this one once it is registered.
+    shared = broker.shared
+    wanted = sorted(filt) if filt else None
+    while True:
+        if shared is not None:
+            upto = shared.cursor
+            if cursor >= upto:
+                break
+            rows = await shared.run_sync(broker.store.events_after, cursor, wanted, REPLAY_PAGE)
+            rows = [row for row in rows if row["seq"] <= upto]
+            if not rows:
+                cursor = upto
+                continue
+        else:
+            rows = broker.store.events_after(cursor, wanted, REPLAY_PAGE)
+            if not rows:
+                break
         for row in rows:
             await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
         cursor = rows[-1]["seq"]
     broker.subscribers[conn.id] = filt
-    return {"last_seq": broker.store.last_seq()}
+    return {"last_seq": _last_seq(broker)}
 
 
 def wait_for_messages(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:

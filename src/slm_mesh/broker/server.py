@@ -13,6 +13,10 @@ the handlers: stop accepting, send ``mesh.shutdown`` to everyone, drain for at m
 
 A call goes to the mesh, or to :mod:`slm_mesh.broker.own_methods` for the few methods
 that belong to the broker or the connection (hello, status, subscriptions...).
+
+With a shared store (PostgreSQL), :mod:`slm_mesh.broker.shared` runs the mesh off the
+event loop and keeps this broker in step with the others; ``self.shared`` is None for the
+embedded SQLite store, whose calls run inline.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import math
 import signal
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -66,6 +70,9 @@ from .message_wait import MessageWaits
 from .processes import ProcessWatch, process_alive
 from .timers import Timers
 
+if TYPE_CHECKING:
+    from .shared import SharedStore
+
 log = logging.getLogger(__name__)
 
 _ALWAYS_ALLOWED = frozenset({"mesh.hello", "mesh.ping", "mesh.status", "rpc.discover"})
@@ -90,7 +97,14 @@ class Broker:
             lock_ttl_s=settings.lock_ttl_s,
             process_alive=process_alive,
             person_name=settings.person,
+            host=settings.host,
+            broker_id=getattr(store, "broker_id", "local"),
         )
+        self.shared: SharedStore | None = None
+        if store.shared:
+            from .shared import SharedStore
+
+            self.shared = SharedStore(self, store)  # type: ignore[arg-type]
         self.message_waits = MessageWaits()
         self.sockets = listeners
         self.idle_exit_s = idle_exit_s
@@ -115,10 +129,12 @@ class Broker:
     def now(self) -> float:
         """Mesh time: seconds since the epoch, advancing with trio's clock (so tests on
         ``autojump_clock`` move it too)."""
-        return self._epoch + trio.current_time()
+        offset = self.shared.offset if self.shared is not None else 0.0
+        return self._epoch + offset + trio.current_time()
 
     def _trio_time(self, at: float) -> float:
-        return at - self._epoch
+        offset = self.shared.offset if self.shared is not None else 0.0
+        return at - self._epoch - offset
 
     # -- running -----------------------------------------------------------------------
 
@@ -133,8 +149,11 @@ class Broker:
                 self.system = system
                 self.timers = Timers(system, self._timer_fired)
                 self.processes = ProcessWatch(system, self._process_exited)
-                self.mesh.start(self.now())
-                self._apply(self.mesh.drain())
+                if self.shared is not None:
+                    await self.shared.start(system)
+                else:
+                    self.mesh.start(self.now())
+                    self._apply(self.mesh.drain())
                 with self.handlers_scope:
                     async with trio.open_nursery() as handlers:
                         self.handlers = handlers
@@ -147,10 +166,16 @@ class Broker:
                             system.start_soon(self._signals)
                         task_status.started()
                         await self.stopped.wait()
+                if self.shared is not None:
+                    await self.shared.stop()
                 system.cancel_scope.cancel()
         finally:
             for s in self.sockets:
                 s.close()
+            if self.shared is not None:
+                with trio.CancelScope(shield=True):
+                    await self.shared.quiesce()
+                self.shared.close()
 
     async def _accept(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
         with self.accept_scope:
@@ -181,6 +206,11 @@ class Broker:
 
     async def _upkeep(self) -> None:
         while True:
+            if self.shared is not None:
+                if self.shared.usable():
+                    await self.shared.entry("upkeep", self.mesh.upkeep, self.now())
+                await trio.sleep(MAINTENANCE_INTERVAL_S)
+                continue
             try:
                 self.mesh.upkeep(self.now())
             except Exception as exc:
@@ -245,11 +275,17 @@ class Broker:
         if self.conns.pop(conn.id, None) is None:
             return
         self.subscribers.pop(conn.id, None)
-        try:
-            self.mesh.disconnected(conn.id, self.now())
-        except Exception as exc:
-            _log_failure(f"cleaning up connection {conn.id}", exc)
-        self._apply(self.mesh.drain())
+        if self.shared is not None:
+            what = f"cleaning up connection {conn.id}"
+            self.system.start_soon(
+                self.shared.entry, what, self.mesh.disconnected, conn.id, self.now()
+            )
+        else:
+            try:
+                self.mesh.disconnected(conn.id, self.now())
+            except Exception as exc:
+                _log_failure(f"cleaning up connection {conn.id}", exc)
+            self._apply(self.mesh.drain())
         if not self.conns:
             self.all_closed.set()
         self._touch_idle()
@@ -264,6 +300,9 @@ class Broker:
         """Write the batched "pushed" marks a moment later, in one transaction."""
         await trio.sleep(PUSHED_FLUSH_S)
         self._flush_scheduled = False
+        if self.shared is not None:
+            await self.shared.entry("marking messages pushed", self.store.flush_pushed)
+            return
         try:
             self.store.flush_pushed()
         except Exception as exc:
@@ -298,6 +337,8 @@ class Broker:
         own = own_methods.HANDLERS.get(name)
         if own is not None:
             return own(self, conn, params)
+        if self.shared is not None:
+            return self.shared.call(conn, name, params)
         try:
             result = self.mesh.call(conn.id, name, params, self.now())
         except StorageError as exc:
@@ -306,21 +347,42 @@ class Broker:
         finally:
             self._apply(self.mesh.drain())  # what the mesh did before a failure, too
         if isinstance(result, Waiter):
-            return self._wait_for_lock(result, params["wait"])
+            return self.wait_for_lock(result, params["wait"])
         return result
 
-    async def _wait_for_lock(self, waiter: Waiter, wait_s: float) -> dict[str, Any]:
+    async def mesh_call(self, conn: Connection, name: str, params: dict[str, Any]) -> Any:
+        """A mesh call from a task that may wait (inline with SQLite)."""
+        if self.shared is not None:
+            return await self.shared.call(conn, name, params)
+        try:
+            return self.mesh.call(conn.id, name, params, self.now())
+        except StorageError as exc:
+            raise InternalError(str(exc)) from None
+        finally:
+            self._apply(self.mesh.drain())
+
+    async def wait_for_lock(self, waiter: Waiter, wait_s: float) -> dict[str, Any]:
         granted = self.waiting[waiter] = trio.Event()
         try:
-            with trio.move_on_after(wait_s):
-                await granted.wait()
+            if waiter.lock is None:  # (with a shared store it may be granted already)
+                with trio.move_on_after(wait_s):
+                    await granted.wait()
         finally:
             del self.waiting[waiter]
             if waiter.lock is None:
-                self.mesh.cancel_wait(waiter, self.now())
-                self._apply(self.mesh.drain())
+                if self.shared is not None:
+                    with trio.CancelScope(shield=True):
+                        await self.shared.entry(
+                            "giving up a wait", self.mesh.cancel_wait, waiter, self.now()
+                        )
+                else:
+                    self.mesh.cancel_wait(waiter, self.now())
+                    self._apply(self.mesh.drain())
         if waiter.lock is not None:
             return {"granted": True, "lock": waiter.lock}
+        if self.shared is not None:
+            conflict = self.mesh.locks.conflict_for
+            raise await self.shared.run_sync(conflict, waiter, self.now())
         raise self.mesh.locks.conflict_for(waiter, self.now())
 
     # -- effects -----------------------------------------------------------------------
@@ -329,15 +391,26 @@ class Broker:
         """Carry out what the mesh asked for since the last time."""
         self._apply(self.mesh.drain())
 
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out ``effects``."""
+        self._apply(effects)
+
+    def fan_out(self, event: dict[str, Any]) -> None:
+        """Hand an event to its subscribers (and wake who waits for messages)."""
+        self._wake_message_waiters(event)
+        for conn_id, filt in list(self.subscribers.items()):
+            if filt is None or event["type"] in filt:
+                conn = self.conns.get(conn_id)
+                if conn is not None:
+                    conn.push("event", event)
+
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Emit):
-                self._wake_message_waiters(effect.event)
-                for conn_id, filt in list(self.subscribers.items()):
-                    if filt is None or effect.event["type"] in filt:
-                        conn = self.conns.get(conn_id)
-                        if conn is not None:
-                            conn.push("event", effect.event)
+                if self.shared is not None:
+                    self.shared.offer(effect.event["seq"], effect.event, self.shared.broker_id)
+                else:
+                    self.fan_out(effect.event)
             elif isinstance(effect, Deliver):
                 conn = self.conns.get(effect.conn_id)
                 if conn is not None:
@@ -375,6 +448,12 @@ class Broker:
             self.message_waits.wake(data["peer_id"])
 
     def _process_exited(self, peer_id: str) -> None:
+        if self.shared is not None:
+            what = f"ending the session of {peer_id} (its process exited)"
+            self.system.start_soon(
+                self.shared.entry, what, self.mesh.process_exited, peer_id, self.now()
+            )
+            return
         try:
             self.mesh.process_exited(peer_id, self.now())
         except Exception as exc:
@@ -382,6 +461,12 @@ class Broker:
         self._apply(self.mesh.drain())
 
     def _timer_fired(self, kind: str, key: Any) -> None:
+        if self.shared is not None:
+            what = f"{kind} timer for {key!r}"
+            self.system.start_soon(
+                self.shared.entry, what, self.mesh.timer_fired, kind, key, self.now()
+            )
+            return
         try:
             self.mesh.timer_fired(kind, key, self.now())
         except Exception as exc:

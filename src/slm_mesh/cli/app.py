@@ -67,12 +67,29 @@ def broker(
     ] = False,
     tcp_host: Annotated[str, cyclopts.Parameter(help="Loopback address for --tcp.")] = "127.0.0.1",
     verbose: Annotated[bool, cyclopts.Parameter(help="Log debug messages.")] = False,
+    store: Annotated[
+        str | None,
+        cyclopts.Parameter(
+            help="Share one mesh with the brokers of other machines through this PostgreSQL "
+            "database (a postgresql:// URL, without a password: libpq reads it from "
+            "~/.pgpass or PGPASSFILE). Default: $SLM_MESH_STORE, else the embedded SQLite "
+            "file."
+        ),
+    ] = None,
 ) -> int:
     """Run the broker in the foreground."""
     from slm_mesh.broker.main import run_broker, setup_logging
 
     setup_logging(verbose)
-    return run_broker(Settings.from_env(), idle_exit_s=idle_exit, tcp=tcp, tcp_host=tcp_host)
+    settings = Settings.from_env()
+    if store is not None:
+        from slm_mesh.broker.main import store_setting
+
+        chosen = store_setting(settings, store)
+        if chosen is None:
+            return 2
+        settings = chosen
+    return run_broker(settings, idle_exit_s=idle_exit, tcp=tcp, tcp_host=tcp_host)
 
 
 @app.command(group=BROKER)
@@ -151,10 +168,11 @@ def peers(
     scope: Annotated[
         Scope,
         cyclopts.Parameter(
-            help="machine: everyone; directory: peers working in this directory; "
-            "repo: peers in this git repository."
+            help="mesh: everyone, on every machine; machine: this machine only; "
+            "directory: peers working in this directory; repo: peers in this git "
+            "repository (its clones on other machines too)."
         ),
-    ] = "machine",
+    ] = "mesh",
     as_json: Json = False,
 ) -> int:
     """List the peers (agent sessions) in the mesh."""
@@ -274,12 +292,22 @@ def service_install(
             "writes the files."
         ),
     ] = True,
+    store: Annotated[
+        str | None,
+        cyclopts.Parameter(
+            help="Run the broker on this shared PostgreSQL store (a postgresql:// URL, "
+            "written into the units as SLM_MESH_STORE; never a password: libpq reads it "
+            "from ~/.pgpass or PGPASSFILE)."
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> int:
     """Write the user service for this platform and enable it, saying what it did."""
     from slm_mesh.cli import cmd_service
 
-    return outcome.run(lambda out: cmd_service.install(out, platform, directory, enable), as_json)
+    return outcome.run(
+        lambda out: cmd_service.install(out, platform, directory, enable, store), as_json
+    )
 
 
 @service_app.command(name="uninstall")

@@ -49,7 +49,12 @@ def peers(out: Output, scope: str) -> int:
         out.json({"scope": scope, "peers": found})
         return OK
     if not found:
-        where = {"machine": "in the mesh", "directory": "in this directory", "repo": "in this repo"}
+        where = {
+            "mesh": "in the mesh",
+            "machine": "on this machine",
+            "directory": "in this directory",
+            "repo": "in this repo",
+        }
         out.line(f"no peers {where[scope]}")
         return OK
     rows = []

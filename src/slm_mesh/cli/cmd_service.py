@@ -64,18 +64,36 @@ def broker_argv() -> list[str]:
     return [sys.executable, "-m", "slm_mesh", "broker"]
 
 
-def broker_environment() -> dict[str, str]:
-    """The ``SLM_MESH_*`` variables to carry into the service (rule 4)."""
-    return {
+def broker_environment(store: str | None = None) -> dict[str, str]:
+    """The ``SLM_MESH_*`` variables to carry into the service (rule 4), with the shared
+    store ``store`` if given.
+
+    Raises:
+        Usage: the store is not a PostgreSQL URL, or carries a password (a unit file is
+            no place for one).
+    """
+    from slm_mesh.store.urls import has_password, is_url
+
+    env = {
         k: v
         for k, v in sorted(os.environ.items())
         if k.startswith("SLM_MESH_") and k not in _INSTALL_VARS
     }
+    if store is not None:
+        if not is_url(store):
+            raise usage(f"--store wants a postgresql:// URL, got {store!r}")
+        env["SLM_MESH_STORE"] = store
+    if has_password(env.get("SLM_MESH_STORE", "")):
+        raise usage(
+            "the store's URL carries a password, which must not be written into a unit "
+            "file: put it in ~/.pgpass (or PGPASSFILE) and give the URL without it"
+        )
+    return dict(sorted(env.items()))
 
 
-def rendered(platform: str, settings: Settings) -> dict[str, bytes]:
+def rendered(platform: str, settings: Settings, store: str | None = None) -> dict[str, bytes]:
     """File name → content of what ``install`` writes for ``platform``."""
-    env = broker_environment()
+    env = broker_environment(store)
     if platform == "launchd":
         plist = units.launchd_plist(
             broker_argv(),
@@ -161,12 +179,14 @@ def _uid_domain() -> str:
 # -- install ---------------------------------------------------------------------------
 
 
-def install(out: Output, platform: str | None, directory: Path | None, enable: bool) -> int:
+def install(
+    out: Output, platform: str | None, directory: Path | None, enable: bool, store: str | None
+) -> int:
     platform = _platform(platform)
     settings = load_settings()
     folder = target_dir(platform, directory)
     report = Report(platform, folder)
-    files = rendered(platform, settings)
+    files = rendered(platform, settings, store)
     folder.mkdir(parents=True, exist_ok=True)
     if platform == "launchd":
         # launchd opens the log itself and creates no folders.

@@ -48,6 +48,8 @@ ERROR_WHEN: dict[int, str] = {
     errors.QUOTA_EXCEEDED: "too many connections, or too far behind on notifications",
     errors.SHUTTING_DOWN: "the broker is stopping",
     errors.UNAUTHORIZED: "TCP without a valid token, or another user's connection",
+    errors.STORE_UNAVAILABLE: "the shared store (PostgreSQL) can't be reached: nothing was "
+    "done; retry after ``data.retry_after`` seconds",
 }
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import cyclopts
 
-Scope = Literal["machine", "directory", "repo"]
+Scope = Literal["mesh", "machine", "directory", "repo"]
 MessageType = Literal["text", "json", "command", "alert"]
 LockMode = Literal["exclusive", "shared"]
 Platform = Literal["systemd", "launchd"]

@@ -82,7 +82,7 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         "Peers",
         "List the other sessions: name, agent, summary, directory, branch.",
         _schema(
-            scope=_enum(SCOPES, "default machine; directory: your cwd; repo: your git repo"),
+            scope=_enum(SCOPES, "default mesh (every machine); machine; directory: your cwd; repo"),
             include_self=_flag("also list yourself"),
         ),
         _out("peers", peers="array"),

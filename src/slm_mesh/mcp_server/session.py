@@ -86,6 +86,8 @@ def registration_params(client_name: str | None) -> dict[str, Any]:
         params["git_root"] = where.git_root
     if where.git_branch:
         params["git_branch"] = where.git_branch
+    if where.repo:
+        params["repo"] = where.repo
     name = os.environ.get("SLM_MESH_NAME", "").strip()
     if name:
         params["name"] = name
@@ -216,6 +218,11 @@ class MeshSession:
                 self.on_event(params)
         elif method == "mesh.shutdown":
             log.info("the broker is stopping: %s", params.get("reason"))
+        elif method == "mesh.store":
+            # A shared store (PostgreSQL) out of reach: calls fail with -32011 until it is
+            # back; locks held may end meanwhile if it stays out longer than the grace.
+            level = logging.INFO if params.get("available") else logging.WARNING
+            log.log(level, "the shared store is %s", _store_state(params))
         elif method == "peer.detached":
             # Another connection resumed (or ended) this session; the broker says so
             # rather than leave this server to act as the person unawares.
@@ -387,3 +394,9 @@ def _repeatable(method: str, params: dict[str, Any] | None) -> bool:
     if method == "message.inbox":  # marking read twice would hide the first page
         return not (params or {}).get("mark_read", True)
     return method in _REPEATABLE
+
+
+def _store_state(params: dict[str, Any]) -> str:
+    if params.get("available"):
+        return "back"
+    return f"unavailable ({params.get('reason')}); retry in {params.get('retry_after')} s"

@@ -133,7 +133,7 @@ class Tools:
 
     async def peers(self, args: Args) -> Outcome:
         params = {
-            "scope": args.choice("scope", SCOPES, "machine"),
+            "scope": args.choice("scope", SCOPES, "mesh"),
             "include_self": args.flag("include_self", False),
         }
         result = await self.session.call("peer.list", params)

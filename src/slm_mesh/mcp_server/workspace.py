@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from slm_mesh import repository
+
 DETACHED_PREFIX = "detached@"
 SHORT_SHA = 12
 
@@ -20,6 +22,7 @@ class Workspace:
     cwd: str
     git_root: str | None = None
     git_branch: str | None = None
+    repo: str | None = None  # the repository's identity (slm_mesh.repository)
 
 
 def detect(cwd: Path | None = None) -> Workspace:
@@ -28,7 +31,9 @@ def detect(cwd: Path | None = None) -> Workspace:
     root, git_dir = find_git(where)
     if root is None or git_dir is None:
         return Workspace(str(where))
-    return Workspace(str(where), str(root), read_branch(git_dir))
+    return Workspace(
+        str(where), str(root), read_branch(git_dir), repository.identity(root, git_dir)
+    )
 
 
 def find_git(start: Path) -> tuple[Path | None, Path | None]:

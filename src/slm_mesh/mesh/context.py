@@ -101,6 +101,8 @@ class Waiter:
     ttl: float
     reason: str | None
     lock: dict[str, Any] | None = None  # set when granted
+    where: dict[str, Any] = field(default_factory=dict)  # the lock asked for (path, host...)
+    id: int = 0  # its place in the store's queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class Context:
     lock_ttl_s: float
     person_name: str = PERSON_ID
     """The name of the person at the shell (:mod:`slm_mesh.person`); its id is ``person``."""
+    host: str = ""  # the machine this mesh's broker runs on
+    broker_id: str = "local"  # this broker, among those sharing the store
     effects: list[Effect] = field(default_factory=list)
 
     def emit(self, type_: str, data: dict[str, Any], now: float) -> None:
@@ -135,6 +139,17 @@ class Context:
         except BaseException:
             del self.effects[mark:]
             raise
+
+    @contextlib.contextmanager
+    def call_scope(self) -> Iterator[None]:
+        """What one mesh entry that may write runs in: one transaction serialised against
+        every other broker where several share the store, nothing where this broker is
+        the only writer (its rules' own transactions are enough)."""
+        if not self.store.shared:
+            yield
+            return
+        with self.transaction():
+            yield
 
     def drain(self) -> list[Effect]:
         out, self.effects = self.effects, []
@@ -158,6 +173,9 @@ def person_row(name: str) -> Row:
         "summary": "",
         "status": "active",
         "state": "person",
+        "host": None,
+        "broker_id": None,
+        "repo": None,
     }
 
 
@@ -178,4 +196,22 @@ def peer_view(row: Row, connected: bool, lifetime: str = "connection") -> dict[s
         "joined_at": row["joined_at"],
         "last_seen": row["last_seen"],
         "lifetime": lifetime,
+        "host": row["host"],
     }
+
+
+def in_scope(row: Row, scope: str | None, anchor: Row | None, host: str) -> bool:
+    """Whether peer ``row`` is in ``scope`` around ``anchor`` (cwd, git_root, repo, host:
+    the caller or what it asked for). ``mesh`` (or None) is every machine, ``machine``
+    the anchor's host; ``directory`` the same directory of the same host; ``repo`` the
+    same repository, on any machine when both know its identity, else the same root."""
+    if scope in (None, "mesh"):
+        return True
+    same_host = (row["host"] or host) == ((anchor or {}).get("host") or host)
+    if scope == "machine" or anchor is None:
+        return same_host
+    if scope == "directory":
+        return same_host and row["cwd"] == anchor.get("cwd")
+    if anchor.get("repo") and row["repo"]:
+        return bool(row["repo"] == anchor["repo"])
+    return same_host and bool(anchor.get("git_root")) and row["git_root"] == anchor["git_root"]

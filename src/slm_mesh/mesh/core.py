@@ -4,28 +4,52 @@ The broker validates params against the method table, then calls :meth:`Mesh.cal
 connection's id and the current time; afterwards it drains :meth:`Mesh.drain` and carries
 out the effects (see :mod:`slm_mesh.mesh.context`). Nothing here blocks or reads a clock, so
 the whole rule set runs under test at any speed.
+
+Every entry that may write runs in the context's call scope: where several brokers share
+the store, one transaction serialised against all of them, so the rules decide on what the
+store holds at that moment (see :mod:`slm_mesh.store.base`, rule 3).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from slm_mesh.config import EVENT_RETENTION_S, READ_MESSAGE_RETENTION_S, Limits
-from slm_mesh.mesh.context import ConnId, Context, Effect, Waiter
+from slm_mesh.mesh.brokers import Brokers
+from slm_mesh.mesh.context import (
+    STORAGE_RETRY_S,
+    ArmTimer,
+    ConnId,
+    Context,
+    Effect,
+    Waiter,
+)
 from slm_mesh.mesh.edits import Edits
 from slm_mesh.mesh.locks import Locks
 from slm_mesh.mesh.messages import Messages
 from slm_mesh.mesh.sessions import Sessions
 from slm_mesh.mesh.shared_state import SharedState
 from slm_mesh.person import PERSON_ID
-from slm_mesh.protocol.errors import MeshError, MethodNotFound, NotRegistered
+from slm_mesh.protocol.errors import MethodNotFound, NotRegistered
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import Store
 
 # Methods whose handler wants (peer_id or None, params, now).
 Handler = Callable[[ConnId, str | None, dict[str, Any], float], Any]
+
+# Methods that only read: they need no call scope.
+READ_ONLY = frozenset(
+    {
+        "peer.list",
+        "peer.whoami",
+        "state.get",
+        "state.list",
+        "lock.list",
+        "lock.check",
+        "event.read",
+    }
+)
 
 
 class Mesh:
@@ -38,12 +62,20 @@ class Mesh:
         lock_ttl_s: float,
         process_alive: Callable[[int], bool] = lambda _pid: True,
         person_name: str = PERSON_ID,
+        host: str = "",
+        broker_id: str = "local",
     ) -> None:
         """``process_alive(pid)`` tells whether a process runs (the broker asks the
         kernel); a session tied to a process that does not run is refused.
         ``person_name`` names the person at the shell (:mod:`slm_mesh.person`)."""
         self.ctx = Context(
-            store, limits, grace_s=grace_s, lock_ttl_s=lock_ttl_s, person_name=person_name
+            store,
+            limits,
+            grace_s=grace_s,
+            lock_ttl_s=lock_ttl_s,
+            person_name=person_name,
+            host=host,
+            broker_id=broker_id,
         )
         self.store = store
         self.sessions = Sessions(self.ctx, self._session_gone, process_alive)
@@ -51,6 +83,7 @@ class Mesh:
         self.state = SharedState(self.ctx)
         self.locks = Locks(self.ctx, self.sessions)
         self.edits = Edits(self.ctx, self.sessions, self.locks)
+        self.brokers = Brokers(self.ctx, self.sessions, self.locks)
         self._handlers: dict[str, Handler] = {
             "peer.register": lambda c, p, a, n: self._register(c, a, n),
             "peer.attach": lambda c, p, a, n: self.sessions.attach(c, a),
@@ -82,8 +115,9 @@ class Mesh:
 
     def start(self, now: float) -> None:
         """Recover after a (re)start: live peers become away, stale locks end."""
-        self.sessions.recover(now)
-        self.locks.recover(now)
+        with self.ctx.call_scope():
+            self.sessions.recover(now)
+            self.locks.recover(now)
 
     def drain(self) -> list[Effect]:
         return self.ctx.drain()
@@ -100,7 +134,9 @@ class Mesh:
         peer_id = self.sessions.peer_of.get(conn_id)
         if peer_id is None and METHODS[method].session:
             raise NotRegistered(f"{method} needs a session: call peer.register first")
-        with self._mirroring_the_store():
+        if method in READ_ONLY:
+            return handler(conn_id, peer_id, params, now)
+        with self.ctx.call_scope():
             return handler(conn_id, peer_id, params, now)
 
     def peer_of(self, conn_id: ConnId) -> str | None:
@@ -109,52 +145,79 @@ class Mesh:
     # -- things the broker's timers and connections report -------------------------------
 
     def disconnected(self, conn_id: ConnId, now: float) -> None:
-        with self._mirroring_the_store():
-            self.sessions.disconnected(conn_id, now)
+        peer_id = self.sessions.peer_of.get(conn_id)
+        carried = peer_id is not None and self.sessions.conn_of.get(peer_id) == conn_id
+        try:
+            with self.ctx.call_scope():
+                self.sessions.disconnected(conn_id, now)
+        finally:
+            if carried:
+                # The grace runs even if the store refused to record the peer away:
+                # liveness is the connection, and the grace timer ends the session.
+                self.ctx.effects.append(ArmTimer("grace", peer_id, now + self.ctx.grace_s))
 
     def process_exited(self, peer_id: str, now: float) -> None:
         """The process session ``peer_id`` is tied to has exited."""
-        with self._mirroring_the_store():
+        with self.ctx.call_scope():
             self.sessions.process_exited(peer_id, now)
 
     def timer_fired(self, kind: str, key: Any, now: float) -> None:
-        with self._mirroring_the_store():
-            if kind == "lock":
-                self.locks.expire(key, now)
-            elif kind == "grace":
-                self.sessions.grace_over(key, now)
-            else:  # pragma: no cover - the broker only arms the kinds above
-                raise ValueError(kind)
+        """A lock's TTL or an away peer's grace ran out. If the store refuses the change,
+        the timer is armed again to retry a little later."""
+        try:
+            with self.ctx.call_scope():
+                if kind == "lock":
+                    self.locks.expire(key, now)
+                elif kind == "grace":
+                    self.sessions.grace_over(key, now)
+                else:  # pragma: no cover - the broker only arms the kinds above
+                    raise ValueError(kind)
+        except Exception:
+            self.ctx.effects.append(ArmTimer(kind, key, now + STORAGE_RETRY_S))
+            raise
 
     def cancel_wait(self, waiter: Waiter, now: float) -> None:
-        with self._mirroring_the_store():
+        with self.ctx.call_scope():
             self.locks.cancel_wait(waiter, now)
 
-    @contextlib.contextmanager
-    def _mirroring_the_store(self) -> Iterator[None]:
-        """If a call fails for another reason than a rule of the contract (the store
-        refused a write, and rolled it back), make the in-memory locks mirror the store
-        again, so that nothing the store never committed (or committed undoing) lingers."""
-        try:
-            yield
-        except MeshError:
-            raise
-        except Exception:
-            with contextlib.suppress(Exception):  # best effort: the first error is the one
-                self.locks.reload()
-            raise
+    # -- brokers sharing the store (see mesh/brokers.py) ----------------------------------
+
+    def sweep(self, now: float) -> None:
+        """Lapse the brokers whose lease ran out; end what their timers would have."""
+        with self.ctx.call_scope():
+            self.brokers.sweep(now)
+
+    def rejoin(self, now: float) -> list[str]:
+        """The link to the store is back: take back our sessions, let go of the gone."""
+        with self.ctx.call_scope():
+            return self.brokers.rejoin(now)
+
+    def remote_event(self, event: dict[str, Any], now: float) -> None:
+        """Another broker wrote ``event``: push, grant or let go here as it requires."""
+        if event["type"] in ("message_sent", "peer_joined") and not self.locks.mine:
+            self.brokers.remote_event(event, now)  # reads only
+            return
+        with self.ctx.call_scope():
+            self.brokers.remote_event(event, now)
+
+    def queue_changed(self, now: float) -> None:
+        """Another broker took a request out of the lock queue."""
+        if self.locks.mine:
+            with self.ctx.call_scope():
+                self.brokers.queue_changed(now)
 
     def pushed(self, ids: list[int], now: float) -> None:
         self.messages.pushed(ids, now)
 
     def upkeep(self, now: float) -> dict[str, int]:
         """Expire state keys and prune old messages and events."""
-        expired = self.state.expire(now)
         self.edits.prune(now)
-        pruned_messages, pruned_events = self.store.prune(
-            read_before=now - READ_MESSAGE_RETENTION_S,
-            events_before=now - EVENT_RETENTION_S,
-        )
+        with self.ctx.call_scope():
+            expired = self.state.expire(now)
+            pruned_messages, pruned_events = self.store.prune(
+                read_before=now - READ_MESSAGE_RETENTION_S,
+                events_before=now - EVENT_RETENTION_S,
+            )
         return {"expired_keys": expired, "messages": pruned_messages, "events": pruned_events}
 
     # -- events --------------------------------------------------------------------------

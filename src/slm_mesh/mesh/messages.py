@@ -21,7 +21,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.config import MAX_RESPONSE_BODY_BYTES
-from slm_mesh.mesh.context import Context, Deliver
+from slm_mesh.mesh.context import Context, Deliver, in_scope
 from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, TooLarge
 from slm_mesh.store import Row
@@ -128,7 +128,7 @@ class Messages:
                     "connected": (
                         bool(self.sessions.person_conns)
                         if peer["id"] == PERSON_ID
-                        else self.sessions.is_live(peer["id"])
+                        else self.sessions.connected(peer)
                     ),
                 }
                 for peer, row in sent
@@ -146,13 +146,15 @@ class Messages:
         rows = [
             r
             for r in self.store.peers_in(("live",))
-            if self.sessions.is_live(r["id"]) and r["id"] != sender["id"]
+            if self.sessions.connected(r) and r["id"] != sender["id"]
         ]
         if scope in ("directory", "repo"):
             field = "cwd" if scope == "directory" else "git_root"
-            if not sender[field]:
+            if not (sender[field] or (scope == "repo" and sender["repo"])):
                 raise InvalidParams("scope", f"scope={scope} needs a sender with a {field}")
-            rows = [r for r in rows if r[field] == sender[field]]
+        if scope not in (None, "mesh"):
+            host = self.ctx.host
+            rows = [r for r in rows if in_scope(r, scope, sender, host)]
         return rows
 
     def pushed(self, ids: list[int], now: float) -> None:

@@ -10,7 +10,7 @@ Rules:
 3. Names are unique among live and away peers (an away peer keeps its name reserved); a
    taken name gets a numeric suffix (``backend-2``). ``all``, ``cli``, ``person`` and the
    person's name are never a peer's.
-4. On a broker restart every peer that was live is set away with a fresh grace, so MCP
+4. On a broker restart every peer it carried is set away with a fresh grace, so MCP
    servers can reconnect and resume.
 5. A session may instead live as long as its agent's process (``lifetime: process``: an
    agent whose hooks speak to the mesh but that runs no MCP server). No connection carries
@@ -32,6 +32,9 @@ Rules:
    token does the same for any session within its grace. A live session's name is never
    taken that way; resuming a session another connection carries moves it, and that
    connection is told (``peer.detached``).
+9. Several brokers may share one store (PostgreSQL): each peer row says which host and
+   broker carry it. A peer is connected while its own broker carries it, as that broker
+   records it (``state`` live); a broker never ends a session another one carries.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from slm_mesh.mesh.context import (
     DisarmTimer,
     UnwatchProcess,
     WatchProcess,
+    in_scope,
     peer_view,
     person_row,
 )
@@ -60,7 +64,7 @@ from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound
 from slm_mesh.store import Row
 
 RESERVED_NAMES = frozenset({"all", CLI_NAME, PERSON_ID})
-_REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch")
+_REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch", "repo")
 
 
 class Sessions:
@@ -85,9 +89,12 @@ class Sessions:
     # -- start-up ----------------------------------------------------------------------
 
     def recover(self, now: float) -> None:
-        """After a broker (re)start: every live or away peer is away with a fresh grace."""
+        """After a broker (re)start: every live or away peer it carried is away with a
+        fresh grace."""
         with self.ctx.transaction():
             for row in self.store.peers_in(("live", "away")):
+                if not self.mine(row):
+                    continue
                 self.store.update_peer(row["id"], state="away", away_since=now)
                 self.ctx.effects.append(ArmTimer("grace", row["id"], now + self.ctx.grace_s))
 
@@ -101,9 +108,23 @@ class Sessions:
 
     def view(self, row: Row) -> dict[str, Any]:
         tied = row["id"] in self.tied
-        return peer_view(
-            row, tied or row["id"] in self.conn_of, "process" if tied else "connection"
-        )
+        return peer_view(row, self.connected(row), "process" if tied else "connection")
+
+    def mine(self, row: Row) -> bool:
+        """Whether this broker carries (or last carried) the peer (rule 9)."""
+        return row["broker_id"] in (None, self.ctx.broker_id)
+
+    def connected(self, row: Row) -> bool:
+        """Whether the peer is live: on this broker, carried by a connection or tied to a
+        running process; on another, as that broker recorded it (rule 9)."""
+        if self.mine(row):
+            return self.is_live(row["id"])
+        return bool(row["state"] == "live")
+
+    def live(self, peer_id: str) -> bool:
+        """:meth:`connected`, by id."""
+        row = self.store.get_peer(peer_id)
+        return row is not None and self.connected(row)
 
     def is_live(self, peer_id: str) -> bool:
         """Carried by a connection of this broker, or tied to a running process."""
@@ -121,7 +142,7 @@ class Sessions:
         return str(max(found, key=lambda r: (r["joined_at"], r["id"]))["id"])
 
     def person(self) -> Row:
-        """The person at the shell, as a peer row (rule 7)."""
+        """The person at the shell, as a peer row (rule 9)."""
         return person_row(self.ctx.person_name)
 
     def person_view(self) -> dict[str, Any]:
@@ -235,6 +256,8 @@ class Sessions:
             "joined_at": now,
             "last_seen": now,
             "away_since": None,
+            "host": self.ctx.host,
+            "broker_id": self.ctx.broker_id,
         }
         with self.ctx.transaction():
             self.store.insert_peer(row)
@@ -279,7 +302,7 @@ class Sessions:
         if away:  # its broker restarted, or its MCP server left: the process lives on
             row = away[-1]
             fields: dict[str, Any] = {f: params[f] for f in _REGISTER_FIELDS if f in params}
-            fields.update(state="live", away_since=None, last_seen=now)
+            fields.update(state="live", away_since=None, last_seen=now, **self._here())
             with self.ctx.transaction():
                 self.store.update_peer(row["id"], **fields)
                 row = {**row, **fields}
@@ -357,7 +380,7 @@ class Sessions:
         fields: dict[str, Any] = {f: params[f] for f in _REGISTER_FIELDS if f in params}
         if params.get("summary") is not None:
             fields["summary"] = params["summary"]
-        fields.update(state="live", away_since=None, last_seen=now)
+        fields.update(state="live", away_since=None, last_seen=now, **self._here())
         with self.ctx.transaction():
             self.store.update_peer(peer_id, **fields)
             row = {**row, **fields}
@@ -406,13 +429,15 @@ class Sessions:
         states = ("live", "away") if params["include_away"] else ("live",)
         rows = self.store.peers_in(states)
         scope = params["scope"]
-        if scope != "machine":
-            me = self.store.get_peer(caller) if caller else None
-            field_name = "cwd" if scope == "directory" else "git_root"
-            anchor = params.get(field_name) or (me[field_name] if me else None)
-            if not anchor:
-                raise InvalidParams(field_name, f"scope={scope} needs {field_name}")
-            rows = [r for r in rows if r[field_name] == anchor]
+        me = self.store.get_peer(caller) if caller else None
+        anchor: Row = {"host": me["host"] if me else self.ctx.host}
+        for name in ("cwd", "git_root", "repo"):
+            anchor[name] = params.get(name) or (me[name] if me else None)
+        if scope == "directory" and not anchor["cwd"]:
+            raise InvalidParams("cwd", "scope=directory needs cwd")
+        if scope == "repo" and not (anchor["git_root"] or anchor["repo"]):
+            raise InvalidParams("git_root", "scope=repo needs git_root")
+        rows = [r for r in rows if in_scope(r, scope, anchor, self.ctx.host)]
         if not params["include_self"]:
             rows = [r for r in rows if r["id"] != caller]
         return {"peers": [self.view(r) for r in rows]}
@@ -435,16 +460,16 @@ class Sessions:
             del self.peer_of[conn_id]
             return
         self._unbind(conn_id)
-        try:
-            self._record_away(peer_id, now)
-        finally:
-            # The grace runs even if the store refused to record the peer away: liveness
-            # is the connection, and the grace timer is what ends the session.
-            self.ctx.effects.append(ArmTimer("grace", peer_id, now + self.ctx.grace_s))
+        # (The mesh arms the grace timer even if the store refuses to record this.)
+        self._record_away(peer_id, now)
 
     def _emit_updated(self, row: Row, status: str, now: float) -> None:
         data = {"peer_id": row["id"], "name": row["name"], "summary": row["summary"]}
         self.ctx.emit("peer_updated", {**data, "status": status}, now)
+
+    def record_away(self, peer_id: str, now: float) -> None:
+        """The peer is away from ``now`` (its grace runs)."""
+        self._record_away(peer_id, now)
 
     def _record_away(self, peer_id: str, now: float) -> None:
         with self.ctx.transaction():
@@ -452,16 +477,15 @@ class Sessions:
             self._emit_updated(self.row(peer_id), "away", now)
 
     def grace_over(self, peer_id: str, now: float) -> None:
-        """The grace timer of a peer no connection carries fired (its state may still read
-        ``live`` if the store refused to record it away)."""
+        """The grace timer of a peer nothing of ours keeps live fired (its state may still
+        read ``live`` if the store refused to record it away). A peer another broker
+        carries now is that broker's (rule 9)."""
         row = self.store.get_peer(peer_id)
         if row is None or row["state"] == "gone" or self.is_live(peer_id):
             return
-        try:
-            self._make_gone(peer_id, "grace_expired", now)
-        except Exception:
-            self.ctx.effects.append(ArmTimer("grace", peer_id, now + STORAGE_RETRY_S))
-            raise
+        if row["state"] == "live" and not self.mine(row):
+            return
+        self._make_gone(peer_id, "grace_expired", now)
 
     def _make_gone(
         self, peer_id: str, reason: str, now: float, *, caller: ConnId | None = None
@@ -473,16 +497,35 @@ class Sessions:
             self.ctx.emit(
                 "peer_left", {"peer_id": peer_id, "name": row["name"], "reason": reason}, now
             )
-        self.ctx.effects.append(DisarmTimer("grace", peer_id))
         # Only once committed: if the store refused, the session carries on as it was.
+        self.drop(peer_id, caller=caller)
+
+    def drop(self, peer_id: str, *, caller: ConnId | None = None, reason: str = "ended") -> None:
+        """Nothing here carries, ties or attaches ``peer_id`` any more: it is gone
+        (``reason`` "ended"), or another broker carries it now ("resumed"). Its
+        connections (but ``caller``'s) are detached."""
+        self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._untie(peer_id)
         self.conn_of.pop(peer_id, None)
         for conn_id in [c for c, p in self.peer_of.items() if p == peer_id]:
             del self.peer_of[conn_id]
             if conn_id != caller:
-                self.ctx.effects.append(Detach(conn_id, peer_id, "ended"))
+                self.ctx.effects.append(Detach(conn_id, peer_id, reason))
         for agent_session in [a for a, p in self.agent_sessions.items() if p == peer_id]:
             del self.agent_sessions[agent_session]
+
+    def take_back(self, row: Row, now: float) -> None:
+        """A peer a connection of ours still carries, set away meanwhile (our lease
+        lapsed while the store was out of reach): live here again."""
+        fields: Row = {"state": "live", "away_since": None, "last_seen": now, **self._here()}
+        with self.ctx.transaction():
+            self.store.update_peer(row["id"], **fields)
+            self.ctx.emit("peer_joined", self._event_data({**row, **fields}, resumed=True), now)
+        self.ctx.effects.append(DisarmTimer("grace", row["id"]))
+
+    def _here(self) -> Row:
+        """Where a peer this broker carries is."""
+        return {"host": self.ctx.host, "broker_id": self.ctx.broker_id}
 
     def _bind(self, conn_id: ConnId, peer_id: str) -> None:
         self.conn_of[peer_id] = conn_id
@@ -501,5 +544,6 @@ class Sessions:
             "cwd": row["cwd"],
             "git_root": row["git_root"],
             "summary": row["summary"],
+            "host": row["host"],
             "resumed": resumed,
         }

@@ -26,6 +26,7 @@ RATE_LIMITED = -32006
 QUOTA_EXCEEDED = -32007
 SHUTTING_DOWN = -32008
 UNAUTHORIZED = -32010
+STORE_UNAVAILABLE = -32011
 
 ERROR_NAMES: dict[int, str] = {
     PARSE_ERROR: "parse_error",
@@ -42,6 +43,7 @@ ERROR_NAMES: dict[int, str] = {
     QUOTA_EXCEEDED: "quota_exceeded",
     SHUTTING_DOWN: "shutting_down",
     UNAUTHORIZED: "unauthorized",
+    STORE_UNAVAILABLE: "store_unavailable",
 }
 
 
@@ -129,6 +131,13 @@ class Unauthorized(MeshError):
     code = UNAUTHORIZED
 
 
+class StoreUnavailable(MeshError):
+    """The shared store (PostgreSQL mode) can't be reached: nothing was done;
+    ``data.retry_after`` says when trying again makes sense (seconds)."""
+
+    code = STORE_UNAVAILABLE
+
+
 _BY_CODE: dict[int, type[MeshError]] = {
     cls.code: cls
     for cls in (
@@ -146,6 +155,7 @@ _BY_CODE: dict[int, type[MeshError]] = {
         QuotaExceeded,
         ShuttingDown,
         Unauthorized,
+        StoreUnavailable,
     )
 }
 

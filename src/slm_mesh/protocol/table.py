@@ -17,7 +17,7 @@ MAX_WAIT_S = 3_600.0
 MAX_MESSAGE_WAIT_S = 86_400.0
 
 MESSAGE_TYPES = ("text", "json", "command", "alert")
-SCOPES = ("machine", "directory", "repo")
+SCOPES = ("mesh", "machine", "directory", "repo")
 STATUSES = ("active", "busy", "idle")
 LOCK_MODES = ("exclusive", "shared")
 EVENT_TYPES = (
@@ -100,6 +100,12 @@ METHOD_LIST: tuple[Method, ...] = (
             Param("cwd", "string", "working directory", required=True, max_chars=MAX_PATH_CHARS),
             Param("git_root", "string", "git repository root", max_chars=MAX_PATH_CHARS),
             Param("git_branch", "string", "git branch", max_chars=256),
+            Param(
+                "repo",
+                "string",
+                "the repository's identity: its normalised remote URL, else its root commit",
+                max_chars=MAX_PATH_CHARS,
+            ),
             Param("summary", "string", "what this session is working on"),
             Param("resume", "string", "resume_token of an earlier session", max_chars=128),
             Param(
@@ -140,9 +146,16 @@ METHOD_LIST: tuple[Method, ...] = (
         "peer.list",
         "List peers.",
         (
-            Param("scope", "string", "which peers", default="machine", enum=SCOPES),
+            Param(
+                "scope",
+                "string",
+                "which peers: every machine, this one, this directory or this repository",
+                default="mesh",
+                enum=SCOPES,
+            ),
             Param("cwd", "string", "directory for scope=directory", max_chars=MAX_PATH_CHARS),
             Param("git_root", "string", "repository for scope=repo", max_chars=MAX_PATH_CHARS),
+            Param("repo", "string", "repository identity for scope=repo", max_chars=MAX_PATH_CHARS),
             Param("include_self", "boolean", "include the calling peer", default=False),
             Param("include_away", "boolean", "include peers in their grace period", default=True),
         ),

@@ -3,7 +3,7 @@
 (:mod:`.postgresql`). The only package that speaks SQL."""
 
 from slm_mesh.store.base import Row, Store
-from slm_mesh.store.errors import SchemaError, StorageError, StoreUnavailable
+from slm_mesh.store.errors import SchemaError, StorageError, StoreUnreachable
 from slm_mesh.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 __all__ = [
@@ -13,5 +13,5 @@ __all__ = [
     "SchemaError",
     "StorageError",
     "Store",
-    "StoreUnavailable",
+    "StoreUnreachable",
 ]

@@ -11,7 +11,7 @@ Rules:
 3. :meth:`Store.call_scope` is what one mesh call runs in: nothing where a single writer
    makes each rule's own transactions enough (SQLite), one transaction that serialises
    the call against every other broker where several write (PostgreSQL).
-4. Failures: :class:`StorageError` (the disk refused a write), :class:`StoreUnavailable`
+4. Failures: :class:`StorageError` (the disk refused a write), :class:`StoreUnreachable`
    (the shared database can't be reached), :class:`SchemaError` (the database is from
    a newer slm-mesh, or not ours). Each says what to do.
 """
@@ -24,22 +24,32 @@ from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from slm_mesh.store.urls import is_url
+
 Row = dict[str, Any]
 
 
 class Store(ABC):
     """The mesh's durable state. Open one with :meth:`open`."""
 
+    # Whether other brokers write this store too (rule 3).
+    shared: bool = False
+
     @classmethod
-    def open(cls, location: Path | str | None) -> Store:
-        """The store at ``location``: a ``postgresql://`` URL, a SQLite file path, or
-        ``None`` for an in-memory SQLite database. Created and migrated if needed.
+    def open(cls, location: Path | str | None, *, mesh: str = "default") -> Store:
+        """The store at ``location``: a ``postgresql://`` URL (the mesh named ``mesh`` in
+        it), a SQLite file path, or ``None`` for an in-memory SQLite database. Created and
+        migrated if needed.
 
         Raises:
             SchemaError: the database is damaged, not slm-mesh's, or from a newer version.
             StorageError: the file system won't let the file be opened or written.
-            StoreUnavailable: the PostgreSQL server can't be reached.
+            StoreUnreachable: the PostgreSQL server can't be reached.
         """
+        if is_url(location):
+            from slm_mesh.store.postgresql import PostgresStore
+
+            return PostgresStore.open_url(str(location), mesh=mesh)
         from slm_mesh.store.sqlite import SQLiteStore
 
         return SQLiteStore.open_file(Path(location) if location is not None else None)
@@ -98,6 +108,12 @@ class Store(ABC):
     @abstractmethod
     def get_message(self, message_id: int) -> Row | None: ...
 
+    def messages_for(self, ids: Sequence[int], recipients: Sequence[str]) -> list[Row]:
+        """The messages among ``ids`` addressed to ``recipients``, oldest first."""
+        wanted = set(recipients)
+        rows = [self.get_message(i) for i in sorted(ids)]
+        return [r for r in rows if r is not None and r["recipient_id"] in wanted]
+
     @abstractmethod
     def note_pushed(self, ids: Iterable[int], now: float) -> None:
         """Remember that these messages were written to their recipients; written by
@@ -152,13 +168,53 @@ class Store(ABC):
     # -- locks ---------------------------------------------------------------------------
 
     @abstractmethod
-    def all_locks(self) -> list[Row]: ...
+    def all_locks(self) -> list[Row]:
+        """Every lock row (expired ones too, until they are ended)."""
 
     @abstractmethod
-    def put_lock(self, row: Row) -> None: ...
+    def get_lock(self, path: str, peer_id: str) -> Row | None: ...
+
+    @abstractmethod
+    def locks_of(self, peer_id: str) -> list[Row]: ...
+
+    @abstractmethod
+    def put_lock(self, row: Row) -> None:
+        """Insert the lock, or change the mode, reason and expiry of the same
+        (path, peer_id)."""
 
     @abstractmethod
     def delete_lock(self, path: str, peer_id: str) -> None: ...
+
+    # -- lock waiters --------------------------------------------------------------------
+
+    @abstractmethod
+    def add_waiter(self, row: Row) -> int:
+        """Queue a ``lock.acquire`` that waits (peer_id, path, mode, ttl, reason, where
+        the lock would be, and the broker that waits on it); its id, which orders the
+        queue."""
+
+    @abstractmethod
+    def waiters(self) -> list[Row]:
+        """Every queued request, first come first."""
+
+    @abstractmethod
+    def remove_waiter(self, waiter_id: int) -> bool:
+        """Take a request out of the queue (granted, or given up); False if it was not
+        there."""
+
+    def remove_waiters_of(self, broker_id: str) -> int:
+        """Take the requests a broker waits on out of the queue (it is gone)."""
+        gone = [w["id"] for w in self.waiters() if w["broker_id"] == broker_id]
+        for waiter_id in gone:
+            self.remove_waiter(waiter_id)
+        return len(gone)
+
+    # -- brokers sharing the store -------------------------------------------------------
+
+    def lapse_brokers(self) -> list[str]:
+        """The brokers whose lease ran out since the last call (each is reported once).
+        None where one broker owns the store."""
+        return []
 
     # -- events --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ class StorageError(Exception):
     read-only, I/O error). Nothing was changed; the message says what to do."""
 
 
-class StoreUnavailable(Exception):
+class StoreUnreachable(Exception):
     """The shared store (PostgreSQL) can't be reached right now. Nothing of the failed
     call was committed; ``retry_after`` says when trying again makes sense (seconds)."""
 

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from slm_mesh.store.errors import SchemaError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -101,7 +101,22 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["ts"])  # type: ignore[union-attr]
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1}
+def _v2(db: sqlite_utils.Database) -> None:
+    """Where each peer and lock is, for a mesh of several machines (issue 12): the host
+    and broker carrying a peer, its repository's identity; a lock's host, and its
+    repository and path inside it when it lies in one (clones on two machines collide)."""
+    for table, column in (
+        ("peers", "host"),
+        ("peers", "broker_id"),
+        ("peers", "repo"),
+        ("locks", "host"),
+        ("locks", "repo"),
+        ("locks", "rel"),
+    ):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2}
 
 
 def read_version(db: sqlite_utils.Database) -> int:

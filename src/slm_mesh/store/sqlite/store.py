@@ -25,8 +25,9 @@ from slm_mesh.store.sqlite.opening import open_database, storage_error
 
 _PEER_COLUMNS = (
     "id, name, agent, pid, cwd, git_root, git_branch, summary, status, state, resume_token, "
-    "joined_at, last_seen, away_since"
+    "joined_at, last_seen, away_since, host, broker_id, repo"
 )
+_LOCK_COLUMNS = "path, peer_id, mode, reason, acquired_at, expires_at, host, repo, rel"
 _MESSAGE_COLUMNS = (
     "id, sender_id, sender_name, recipient_id, body, type, reply_to, broadcast, sent_at, "
     "status, pushed_at, read_at"
@@ -47,6 +48,14 @@ class SQLiteStore(Store):
         # Peers are read on nearly every call and written rarely: a write-through cache
         # (the broker is the only writer). Dropped whenever a transaction rolls back.
         self._peers: dict[str, Row] | None = None
+        # Locks too: read on every lock call, written by this broker only. Dropped with
+        # the peers on a rollback.
+        self._locks: dict[tuple[str, str], Row] | None = None
+        # Waiters are tied to this broker's connections and never outlive it: kept in
+        # memory only, in FIFO order, restored on a rollback (one snapshot per level).
+        self._waiters: list[Row] = []
+        self._waiter_ids = 0
+        self._snapshots: list[list[Row]] = []
         # "pushed" marks are informational (only "read" matters for delivery), so they are
         # written in batches: see note_pushed / flush_pushed.
         self._pushed: list[tuple[float, int]] = []
@@ -78,14 +87,20 @@ class SQLiteStore(Store):
             StorageError: the file system refused a write (disk full, read-only, I/O
                 error); everything in the transaction was rolled back.
         """
+        self._snapshots.append(list(self._waiters))
         try:
             with self.db.atomic():
                 yield
         except BaseException as exc:
-            self._peers = None  # the cache may hold writes that were just rolled back
+            # The caches may hold writes that were just rolled back.
+            self._peers = None
+            self._locks = None
+            self._waiters = self._snapshots[-1]
             if isinstance(exc, sqlite3.Error) and (storage := storage_error(exc, self.path)):
                 raise storage from exc
             raise
+        finally:
+            self._snapshots.pop()
 
     def size_bytes(self) -> int:
         if self.path is None:
@@ -136,7 +151,7 @@ class SQLiteStore(Store):
         cols = ", ".join(peer)
         marks = ", ".join(f":{k}" for k in peer)
         self.conn.execute(f"INSERT INTO peers ({cols}) VALUES ({marks})", peer)
-        full = dict.fromkeys(_PEER_COLUMNS.split(", "))
+        full: Row = dict.fromkeys(_PEER_COLUMNS.split(", "))
         full.update(peer)
         self._peer_rows()[peer["id"]] = full
 
@@ -326,22 +341,54 @@ class SQLiteStore(Store):
 
     # -- locks -------------------------------------------------------------------------
 
+    def _lock_rows(self) -> dict[tuple[str, str], Row]:
+        if self._locks is None:
+            rows = self.conn.execute(f"SELECT {_LOCK_COLUMNS} FROM locks").fetchall()
+            self._locks = {(row["path"], row["peer_id"]): row for row in rows}
+        return self._locks
+
     def all_locks(self) -> list[Row]:
-        return self.conn.execute(
-            "SELECT path, peer_id, mode, reason, acquired_at, expires_at FROM locks"
-        ).fetchall()
+        return [dict(row) for row in self._lock_rows().values()]
+
+    def get_lock(self, path: str, peer_id: str) -> Row | None:
+        row = self._lock_rows().get((path, peer_id))
+        return dict(row) if row is not None else None
+
+    def locks_of(self, peer_id: str) -> list[Row]:
+        return [dict(row) for key, row in self._lock_rows().items() if key[1] == peer_id]
 
     def put_lock(self, row: Row) -> None:
+        full: Row = dict.fromkeys(_LOCK_COLUMNS.split(", "))
+        full.update(row)
         self.conn.execute(
-            "INSERT INTO locks (path, peer_id, mode, reason, acquired_at, expires_at) "
-            "VALUES (:path, :peer_id, :mode, :reason, :acquired_at, :expires_at) "
-            "ON CONFLICT (path, peer_id) DO UPDATE SET mode = excluded.mode, "
+            "INSERT INTO locks (path, peer_id, mode, reason, acquired_at, expires_at, host, "
+            "repo, rel) VALUES (:path, :peer_id, :mode, :reason, :acquired_at, :expires_at, "
+            ":host, :repo, :rel) ON CONFLICT (path, peer_id) DO UPDATE SET mode = excluded.mode, "
             "reason = excluded.reason, expires_at = excluded.expires_at",
-            row,
+            full,
         )
+        self._lock_rows()[(row["path"], row["peer_id"])] = full
 
     def delete_lock(self, path: str, peer_id: str) -> None:
         self.conn.execute("DELETE FROM locks WHERE path = ? AND peer_id = ?", (path, peer_id))
+        self._lock_rows().pop((path, peer_id), None)
+
+    # -- lock waiters --------------------------------------------------------------------
+
+    def add_waiter(self, row: Row) -> int:
+        self._waiter_ids += 1
+        self._waiters.append({**row, "id": self._waiter_ids})
+        return self._waiter_ids
+
+    def waiters(self) -> list[Row]:
+        return [dict(row) for row in self._waiters]
+
+    def remove_waiter(self, waiter_id: int) -> bool:
+        for i, row in enumerate(self._waiters):
+            if row["id"] == waiter_id:
+                del self._waiters[i]
+                return True
+        return False
 
     # -- events ------------------------------------------------------------------------
 

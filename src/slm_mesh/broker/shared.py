@@ -1,0 +1,423 @@
+"""The broker's part when several brokers share one PostgreSQL store.
+
+Rules:
+1. Mesh entries run in one worker thread at a time (the store's connection blocks), never
+   on the event loop, each within ``STORE_CALL_TIMEOUT_S``, in the order they were
+   submitted (the calls of a batch, one connection's pipelined calls); the effects are
+   drained in that thread and carried out on the loop. A caller that leaves meanwhile
+   does not abandon the entry: its effects are still carried out.
+2. Availability: a failed entry, a lease that could not be renewed or a lost ``LISTEN``
+   connection make the store unavailable at once: calls fail with -32011 (``retry_after``)
+   without touching the store, every connection is told (``mesh.store``), and a task
+   reconnects with backoff. Once back, the broker renews its lease, takes back its
+   sessions (:meth:`Mesh.rejoin`), catches up on the events it missed and says so.
+3. Lease: renewed every third of ``lease_s`` on a connection of its own, and held until
+   ``lease_s`` after the start of the last renewal that succeeded: past that the broker
+   answers nothing that needs the store, since the others may have taken its sessions
+   for away. Each renewal reads the store's clock: mesh time is the store's time.
+4. Events reach subscribers in ``seq`` order, from this broker's transactions and the
+   others' (``NOTIFY``) alike, each once; a gap (a notification lost, or a sequence number
+   a rolled-back transaction used) is filled from the store.
+5. Another broker's event that concerns this one (a message to a peer it carries, a lock
+   that ended while it has callers queued, ...) goes to :meth:`Mesh.remote_event`, in
+   order, from one task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from slm_mesh.mesh import Waiter
+from slm_mesh.protocol.errors import StoreUnavailable
+from slm_mesh.store.errors import StoreUnreachable
+from slm_mesh.store.postgresql import PostgresStore
+from slm_mesh.store.postgresql.liveness import Lease, Listener
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .server import Broker
+
+log = logging.getLogger(__name__)
+
+STORE_CALL_TIMEOUT_S = 4.0
+SWEEP_INTERVAL_S = float(os.environ.get("SLM_MESH_SWEEP_S", "1.0"))
+RECONNECT_MAX_S = 5.0
+QUIESCE_S = 15.0  # longer than any statement may take (connect.STATEMENT_TIMEOUT_MS)
+CATCH_UP_PAGE = 500
+
+
+class _Job:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.finished = trio.Event()
+        self.ok = False
+        self.value: Any = None
+
+    def done(self, ok: bool, value: Any) -> None:
+        self.ok, self.value = ok, value
+        self.finished.set()
+
+    async def result(self) -> Any:
+        await self.finished.wait()
+        if self.ok:
+            return self.value
+        raise self.value
+
+
+class SharedStore:
+    def __init__(self, broker: Broker, store: PostgresStore) -> None:
+        self.broker = broker
+        self.store = store
+        self.broker_id = store.broker_id
+        self.lease_s = broker.settings.lease_s
+        host = broker.settings.host
+        self.lease = Lease(store.url, store.schema, store.broker_id, host, os.getpid())
+        self.listener = Listener(store.url, store.schema)
+        self.limiter = trio.CapacityLimiter(1)  # the mesh's thread (rule 1)
+        self.lease_limiter = trio.CapacityLimiter(1)  # the lease's thread
+        self.available = False
+        self.reason = "not connected yet"
+        self.held_until = -math.inf  # trio time (rule 3)
+        self.offset = 0.0  # the store's clock minus ours
+        self.cursor = 0  # the last event handed to subscribers (rule 4)
+        self._early: dict[int, tuple[dict[str, Any], str]] = {}
+        self._catching_up = False
+        self._reconnecting = False
+        self._remote_in, self._remote_out = trio.open_memory_channel[Any](math.inf)
+        self._jobs_in, self._jobs_out = trio.open_memory_channel[_Job](math.inf)
+
+    # -- availability ----------------------------------------------------------------------
+
+    def usable(self) -> bool:
+        return self.available and trio.current_time() < self.held_until
+
+    def retry_after(self) -> float:
+        return 1.0
+
+    def check(self) -> None:
+        """Raise -32011 at once if the store can't be used now (rule 2)."""
+        if not self.usable():
+            raise self._unavailable()
+
+    def _unavailable(self) -> StoreUnavailable:
+        retry = self.retry_after()
+        return StoreUnavailable(
+            f"store unavailable: {self.reason}; retry in {retry:g} s", {"retry_after": retry}
+        )
+
+    def lost(self, why: str) -> None:
+        """The store can't be used: refuse, tell everyone, reconnect (rule 2)."""
+        if self.available:
+            self.available = False
+            self.reason = why
+            log.warning("the shared store is unavailable: %s", why)
+            self._tell()
+        if not self._reconnecting:
+            self._reconnecting = True
+            self.broker.system.start_soon(self._reconnect)
+
+    def _tell(self) -> None:
+        note: dict[str, Any] = {"available": self.available}
+        if not self.available:
+            note.update(reason=self.reason, retry_after=self.retry_after())
+        for conn in list(self.broker.conns.values()):
+            conn.push("mesh.store", note)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": "postgresql",
+            "where": self.store.where(),
+            "broker_id": self.broker_id,
+            "available": self.usable(),
+            "reason": None if self.usable() else self.reason,
+        }
+
+    # -- running mesh entries (rule 1) ---------------------------------------------------
+
+    async def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` (a mesh entry) in the mesh's thread after every entry submitted
+        before it; carry out its effects.
+
+        Raises:
+            StoreUnavailable: the store could not be reached (it is now unavailable).
+        """
+        return await self.submit(fn, *args).result()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Job:
+        """Queue ``fn(*args)`` for the mesh's thread now; await ``.result()`` later."""
+        job = _Job(fn, args)
+        self._jobs_in.send_nowait(job)
+        return job
+
+    async def _run_jobs(self) -> None:
+        """Run the submitted entries one at a time, in order (rule 1)."""
+        mesh = self.broker.mesh
+        async for job in self._jobs_out:
+
+            def work(job: _Job = job) -> tuple[bool, Any, list[Any]]:
+                try:
+                    return True, job.fn(*job.args), mesh.drain()
+                except Exception as exc:
+                    return False, exc, mesh.drain()
+
+            with trio.move_on_after(STORE_CALL_TIMEOUT_S):
+                ok, value, effects = await trio.to_thread.run_sync(
+                    work, limiter=self.limiter, abandon_on_cancel=True
+                )
+                self.broker.apply(effects)
+                if not ok and isinstance(value, StoreUnreachable):
+                    self.lost(str(value))
+                    value = self._unavailable()
+                job.done(ok, value)
+                continue
+            # Still running in its thread: the next entry waits for it (the limiter).
+            self.lost(f"no answer within {STORE_CALL_TIMEOUT_S:g} s")
+            job.done(False, self._unavailable())
+
+    def call(self, conn: Connection, name: str, params: dict[str, Any]) -> Awaitable[Any]:
+        """One mesh call of a connection, queued now (so a batch's calls, and one
+        connection's pipelined calls, run in order); await what it returns."""
+        self.check()
+        broker = self.broker
+        job = self.submit(broker.mesh.call, conn.id, name, params, broker.now())
+        return self._answer(job, params)
+
+    async def _answer(self, job: _Job, params: dict[str, Any]) -> Any:
+        # Shielded (the job ends within its timeout): a caller that leaves now must still
+        # see a queued request through wait_for_lock, which takes it out of the queue.
+        with trio.CancelScope(shield=True):
+            result = await job.result()
+        if isinstance(result, Waiter):
+            return await self.broker.wait_for_lock(result, params["wait"])
+        return result
+
+    async def entry(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """A mesh entry nobody waits on (a timer, a closed connection): failures logged."""
+        try:
+            await self.run_sync(fn, *args)
+        except StoreUnavailable:
+            log.info("%s: postponed, the store is unavailable", what)
+        except Exception:
+            log.exception("%s failed", what)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Take the lease, recover, start listening; then keep it all going.
+
+        Raises:
+            StoreUnreachable: the store can't be reached at start.
+        """
+        nursery.start_soon(self._run_jobs)
+        await self._renew()
+        self.available = True
+        self.cursor = await self.run_sync(self.store.last_seq)
+        mesh = self.broker.mesh
+        await self.run_sync(mesh.start, self.broker.now())
+        fd = await trio.to_thread.run_sync(self.listener.open)
+        nursery.start_soon(self._listen, fd)
+        nursery.start_soon(self._keep_lease)
+        nursery.start_soon(self._sweep)
+        nursery.start_soon(self._remote_worker)
+
+    async def stop(self) -> None:
+        """A clean stop: end the lease so the others need not wait for it."""
+        with trio.move_on_after(2):
+            await trio.to_thread.run_sync(
+                self.lease.give_up, limiter=self.lease_limiter, abandon_on_cancel=True
+            )
+
+    async def quiesce(self) -> None:
+        """Wait until no thread uses a connection (one given up on may still run): only
+        then may they be closed."""
+        with trio.move_on_after(QUIESCE_S):
+            for limiter in (self.limiter, self.lease_limiter):
+                async with limiter:
+                    pass
+
+    def close(self) -> None:
+        """Close the lease's and the listener's connections (the store closes its own)."""
+        self.lease.close()
+        self.listener.close()
+
+    async def _renew(self) -> None:
+        started = trio.current_time()
+        with trio.move_on_after(max(0.5, self.lease_s / 3)) as scope:
+            db_now, lapsed = await trio.to_thread.run_sync(
+                self.lease.renew, self.lease_s, limiter=self.lease_limiter, abandon_on_cancel=True
+            )
+        if scope.cancelled_caught:
+            raise StoreUnreachable("the lease could not be renewed in time", 1.0)
+        self.held_until = started + self.lease_s
+        self.offset = db_now - time.time()
+        if lapsed and self.available:
+            log.warning("the lease had lapsed: taking the sessions back")
+            self.broker.system.start_soon(self._rejoin)
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await trio.sleep(self.lease_s / 3)
+            if self._reconnecting:
+                continue
+            try:
+                await self._renew()
+            except StoreUnreachable as exc:
+                self.lost(str(exc))
+
+    async def _sweep(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            if self.usable():
+                await self.entry("sweep", self.broker.mesh.sweep, self.broker.now())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        try:
+            while True:
+                try:
+                    with trio.fail_after(STORE_CALL_TIMEOUT_S * 2):
+                        await trio.to_thread.run_sync(
+                            self.store.reconnect, limiter=self.limiter, abandon_on_cancel=True
+                        )
+                        await self._renew()
+                    self.available = True
+                    await self._rejoin()
+                    if self.usable():
+                        log.info("the shared store is back")
+                        self._tell()
+                        return
+                except (StoreUnreachable, StoreUnavailable, trio.TooSlowError) as exc:
+                    self.available = False
+                    log.info("reconnecting to the shared store: %s", exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+        finally:
+            self._reconnecting = False
+
+    async def _rejoin(self) -> None:
+        gone = await self.run_sync(self.broker.mesh.rejoin, self.broker.now())
+        if gone:
+            log.warning("sessions gone while the store was out of reach: %s", ", ".join(gone))
+        await self._catch_up()
+
+    # -- hearing the others (rules 4, 5) -------------------------------------------------
+
+    async def _listen(self, fd: int) -> None:
+        delay = 0.1
+        while True:
+            try:
+                while True:
+                    await trio.lowlevel.wait_readable(fd)
+                    for payload in self.listener.drain():
+                        self._heard(payload)
+            except StoreUnreachable as exc:
+                self.lost(str(exc))
+            while True:
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                try:
+                    fd = await trio.to_thread.run_sync(self.listener.open)
+                except StoreUnreachable:
+                    continue
+                delay = 0.1
+                self.broker.system.start_soon(self._catch_up)
+                break
+
+    def _heard(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+        except ValueError:
+            log.warning("ignored a notification that is not JSON: %.80r", payload)
+            return
+        origin = note.get("b")
+        if "w" in note:
+            if origin != self.broker_id and self.broker.mesh.locks.mine:
+                self._remote_in.send_nowait(None)
+            return
+        event = note.get("e")
+        if event is not None:
+            event["seq"] = note["s"]
+        self.offer(int(note["s"]), event, origin)
+
+    def offer(self, seq: int, event: dict[str, Any] | None, origin: str) -> None:
+        """An event was written (here, or heard of): hand it on in order (rule 4)."""
+        if seq <= self.cursor:
+            return
+        if event is not None and seq == self.cursor + 1:
+            self._hand_on(event, origin)
+            while (nxt := self._early.pop(self.cursor + 1, None)) is not None:
+                self._hand_on(*nxt)
+            return
+        if event is not None:
+            self._early[seq] = (event, origin)
+        if not self._catching_up:
+            self._catching_up = True
+            self.broker.system.start_soon(self._catch_up)
+
+    def _hand_on(self, event: dict[str, Any], origin: str) -> None:
+        self.cursor = event["seq"]
+        self.broker.fan_out(event)
+        if origin != self.broker_id and self._concerns_us(event):
+            self._remote_in.send_nowait(event)
+
+    def _concerns_us(self, event: dict[str, Any]) -> bool:
+        sessions = self.broker.mesh.sessions
+        kind, data = event["type"], event["data"]
+        if kind == "message_sent":
+            return any(peer_id in sessions.conn_of for peer_id in data["recipients"])
+        if kind in ("peer_left", "peer_joined") and data["peer_id"] in sessions.peer_of.values():
+            return True
+        return bool(self.broker.mesh.locks.mine) and kind.startswith(("lock_", "peer_left"))
+
+    async def _catch_up(self) -> None:
+        """Read what was missed from the store, in order (rule 4)."""
+        self._catching_up = True
+        try:
+            while True:
+                rows = await self.run_sync(
+                    self.store.events_with_origin, self.cursor, None, CATCH_UP_PAGE
+                )
+                for row in rows:
+                    if row["seq"] > self.cursor:
+                        origin = row.pop("origin")
+                        self._hand_on(row, origin)
+                for seq in [s for s in self._early if s <= self.cursor]:
+                    del self._early[seq]
+                while (nxt := self._early.pop(self.cursor + 1, None)) is not None:
+                    self._hand_on(*nxt)
+                if len(rows) < CATCH_UP_PAGE and not self._early:
+                    return
+        except StoreUnavailable:
+            pass
+        finally:
+            self._catching_up = False
+
+    async def _remote_worker(self) -> None:
+        mesh = self.broker.mesh
+        async for first in self._remote_out:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._remote_out.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if not self.usable():
+                continue  # caught up from the store once back
+
+            def handle(items: list[Any], now: float) -> None:
+                for item in items:
+                    if item is None:
+                        mesh.queue_changed(now)
+                    else:
+                        mesh.remote_event(item, now)
+
+            await self.entry("another broker's events", handle, batch, self.broker.now())

@@ -1,0 +1,44 @@
+"""The broker's contract runs against both stores: every test of this folder that takes
+``settings`` runs once on SQLite and once on a mesh of its own in the session's
+PostgreSQL cluster.
+
+Tests on virtual time (``autojump_clock``) run on SQLite only: a store behind a real
+socket can't follow a clock that jumps whenever every task waits (it would jump past
+every timeout while a query is in flight). What they check (a wait that runs out, a TTL,
+a renewal, a grace) runs on PostgreSQL in real time in ``tests/multi/test_time.py``.
+Tests marked ``sqlite_only`` check the SQLite file itself (a damaged file is refused);
+their PostgreSQL counterparts are in ``tests/multi/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slm_mesh.config import Settings
+from tests import pg
+from tests.wire import make_settings
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "settings" not in metafunc.fixturenames:
+        return
+    stores: list[object] = ["sqlite"]
+    sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    if "autojump_clock" not in metafunc.fixturenames and not sqlite_only:
+        stores.append(pytest.param("postgresql", marks=pytest.mark.needs("postgresql")))
+    metafunc.parametrize("store", stores, indirect=True)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(store: str, tmp_short: Path, request: pytest.FixtureRequest) -> Settings:
+    if store == "sqlite":
+        return make_settings(tmp_short)
+    cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
+    return make_settings(tmp_short, store_url=cluster.url, mesh_name=pg.mesh_name())

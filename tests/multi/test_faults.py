@@ -1,0 +1,153 @@
+"""Faults of a mesh of several brokers: a broker killed, PostgreSQL restarted, a schema from
+a newer slm-mesh."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from slm_mesh.store import SchemaError
+from slm_mesh.store.postgresql import PostgresStore
+from slm_mesh.store.postgresql.connect import schema_name
+from tests import outside, pg
+from tests.multi.conftest import GRACE_S, LEASE_S, Mesh, Node
+from tests.wire import Gone, LineClient, broker_env
+
+REPO = "github.com/acme/app"
+
+
+def register(node: Node, name: str, root: str) -> LineClient:
+    client = node.client()
+    client.call("peer.register", name=name, cwd=root, git_root=root, repo=REPO)
+    return client
+
+
+def peer_status(client: LineClient, name: str) -> str | None:
+    peers = client.call("peer.list", include_away=True)["peers"]
+    return next((p["status"] for p in peers if p["name"] == name), None)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` (a call to a broker) until it holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def test_a_killed_brokers_sessions_go_away_then_gone_and_their_locks_end(
+    nodes: Callable[[int], list[Node]],
+) -> None:
+    doomed, survivor = nodes(2)
+    a = register(doomed, "a", "/clones/a")
+    a.call("lock.acquire", path="src/auth.ts")
+    b = register(survivor, "b", "/clones/b")
+    b.send("lock.acquire", path="src/auth.ts", wait=60)
+    doomed.proc.send_signal(signal.SIGKILL)
+    doomed.proc.wait()
+    killed = time.monotonic()
+    watcher = survivor.client()
+    wait_until(lambda: peer_status(watcher, "a") == "away", LEASE_S * 4, "a away")
+    granted = b.answer()  # the survivor ended a's session, and its lock, after the grace
+    took = time.monotonic() - killed
+    assert granted["result"]["granted"] is True, granted
+    assert took >= GRACE_S
+    assert peer_status(watcher, "a") is None
+    events = watcher.call("event.read", types=["peer_left"])["events"]
+    assert [(e["data"]["name"], e["data"]["reason"]) for e in events] == [("a", "grace_expired")]
+    for client in (a, b, watcher):
+        client.close()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[pg.Cluster]:
+    """A cluster of this test's own, to restart without disturbing the others."""
+    with pg.cluster(outside.require("postgresql")) as found:
+        yield found
+
+
+def test_brokers_survive_a_postgresql_restart_failing_fast_and_losing_nothing(
+    mesh: Mesh, own_cluster: pg.Cluster
+) -> None:
+    sending = mesh.start("host-0", url=own_cluster.url)
+    receiving = mesh.start("host-1", url=own_cluster.url)
+    rx = register(receiving, "rx", "/clones/rx")
+    tx = register(sending, "tx", "/clones/tx")
+    follower = sending.client()
+    answered: list[int] = []
+    refused: list[dict[str, Any]] = []
+
+    def send(i: int) -> float:
+        """One send; how long its answer took."""
+        started = time.monotonic()
+        reply = tx.request("message.send", to="rx", body=f"m{i}")
+        if "result" in reply:
+            answered.extend(reply["result"]["ids"])
+        else:
+            refused.append(reply["error"])
+        return time.monotonic() - started
+
+    for i in range(20):
+        send(i)
+    own_cluster.stop("fast")
+    slowest = max(send(100 + i) for i in range(20))
+    before = len(answered)
+    own_cluster.start()
+    wait_until(lambda: send(200) >= 0 and len(answered) > before, 30, "sends answered again")
+    assert len(answered) == 21
+    assert refused, "no call failed while the server was down"
+    assert {e["code"] for e in refused} == {-32011}
+    assert all(e["data"]["retry_after"] > 0 for e in refused)
+    assert slowest < 5  # failed fast: never waited for the server to come back
+    wait_until(lambda: "result" in rx.request("peer.whoami"), 30, "the receiver back")
+    inbox = rx.call("message.inbox", limit=500, mark_read=False)["messages"]
+    assert set(answered) <= {m["id"] for m in inbox}
+    told = [m["params"]["available"] for m in _notes(follower) if m["method"] == "mesh.store"]
+    assert told[:1] == [False] and told[-1:] == [True], told
+    for client in (rx, tx, follower):
+        client.close()
+
+
+def _notes(client: LineClient) -> list[dict[str, Any]]:
+    """The notifications a connection has been sent so far."""
+    client.sock.settimeout(0.5)
+    found: list[dict[str, Any]] = []
+    while True:
+        try:
+            msg = client.read()
+        except (OSError, Gone):
+            return found
+        if msg is None:
+            return found
+        found.append(msg)
+
+
+def test_a_schema_from_a_newer_slm_mesh_is_refused_with_advice(
+    pg_cluster: pg.Cluster, mesh: Mesh
+) -> None:
+    PostgresStore.open_url(pg_cluster.url, mesh=mesh.name).close()
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {schema_name(mesh.name)}.meta SET value = '999' WHERE key = 'schema_version'"
+        )
+    with pytest.raises(SchemaError, match="newer than this slm-mesh") as exc:
+        PostgresStore.open_url(pg_cluster.url, mesh=mesh.name)
+    assert "upgrade slm-mesh" in str(exc.value)
+    settings = mesh.settings("host-0")
+    done = subprocess.run(
+        [sys.executable, "-m", "slm_mesh", "broker"],
+        env=broker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "newer than this slm-mesh" in done.stderr
+    assert "upgrade slm-mesh" in done.stderr
