@@ -17,18 +17,10 @@ from pathlib import Path
 import pytest
 
 from slm_mesh.config import Settings
-from tests import pg
+from tests import stores
 from tests.wire import make_settings
 
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "settings" not in metafunc.fixturenames:
-        return
-    stores: list[object] = ["sqlite"]
-    sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
-    if "autojump_clock" not in metafunc.fixturenames and not sqlite_only:
-        stores.append(pytest.param("postgresql", marks=pytest.mark.needs("postgresql")))
-    metafunc.parametrize("store", stores, indirect=True)
+pytest_generate_tests = stores.parametrize
 
 
 @pytest.fixture
@@ -38,7 +30,4 @@ def store(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(store: str, tmp_short: Path, request: pytest.FixtureRequest) -> Settings:
-    if store == "sqlite":
-        return make_settings(tmp_short)
-    cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
-    return make_settings(tmp_short, store_url=cluster.url, mesh_name=pg.mesh_name())
+    return stores.on(make_settings(tmp_short), store, request)

@@ -1,7 +1,8 @@
-"""The clients against the real broker: in-process for the async client, a real broker
-process (killed and restarted) for reconnect and resume."""
+"""The clients against the real broker, on both stores (tests/stores.py): in-process for
+the async client, a real broker process (killed and restarted) for reconnect and resume."""
 
 import signal
+from pathlib import Path
 
 import pytest
 import trio
@@ -9,7 +10,21 @@ import trio
 from slm_mesh.client import BlockingClient, ConnectionLost, MeshClient
 from slm_mesh.config import Settings
 from slm_mesh.protocol.errors import LockConflict, PeerNotFound
+from tests import stores
 from tests.wire import broker_process, in_process_broker
+
+pytest_generate_tests = stores.parametrize
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(store: str, data_dir: Path, request: pytest.FixtureRequest) -> Settings:
+    base = Settings(data_dir=data_dir, socket_path=data_dir / "broker.sock")
+    return stores.on(base, store, request)
 
 
 async def test_async_client_calls_gets_pushes_and_typed_errors(settings: Settings) -> None:
