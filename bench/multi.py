@@ -92,7 +92,7 @@ def brokers(root: Path, url: str, mesh: str, count: int) -> Iterator[list[Path]]
     procs, sockets = [], []
     try:
         for i in range(count):
-            (root / f"b{i}").mkdir()
+            (root / f"b{i}").mkdir(parents=True)
             settings = make_settings(root / f"b{i}", store_url=url, mesh_name=mesh)
             settings = replace(settings, host=f"host-{i}")
             log = open(root / f"b{i}" / "broker.log", "ab")  # noqa: SIM115
@@ -244,7 +244,6 @@ def main() -> None:
             for row in grid:
                 for s in row:
                     s.close()
-        (root / "scale").mkdir()
         with brokers(root / "scale", cluster.url, "scale", args.scale_brokers) as paths:
             started = time.perf_counter()
             grid = register(paths, args.scale_sessions)

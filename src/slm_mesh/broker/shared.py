@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from slm_mesh.mesh import Waiter
+from slm_mesh.mesh import Deliver, Waiter
+from slm_mesh.mesh.messages import message_view
 from slm_mesh.protocol.errors import StoreUnavailable
 from slm_mesh.store.errors import StoreUnreachable
 from slm_mesh.store.postgresql import PostgresStore
@@ -89,7 +90,7 @@ class SharedStore:
         self.held_until = -math.inf  # trio time (rule 3)
         self.offset = 0.0  # the store's clock minus ours
         self.cursor = 0  # the last event handed to subscribers (rule 4)
-        self._early: dict[int, tuple[dict[str, Any], str]] = {}
+        self._early: dict[int, tuple[dict[str, Any], str, dict[str, Any] | None]] = {}
         self._catching_up = False
         self._reconnecting = False
         self._remote_in, self._remote_out = trio.open_memory_channel[Any](math.inf)
@@ -346,30 +347,57 @@ class SharedStore:
         event = note.get("e")
         if event is not None:
             event["seq"] = note["s"]
-        self.offer(int(note["s"]), event, origin)
+        self.offer(int(note["s"]), event, origin, note.get("m"))
 
-    def offer(self, seq: int, event: dict[str, Any] | None, origin: str) -> None:
-        """An event was written (here, or heard of): hand it on in order (rule 4)."""
+    def offer(
+        self,
+        seq: int,
+        event: dict[str, Any] | None,
+        origin: str,
+        shared: dict[str, Any] | None = None,
+    ) -> None:
+        """An event was written (here, or heard of, with what the messages it reports
+        share): hand it on in order (rule 4)."""
         if seq <= self.cursor:
             return
         if event is not None and seq == self.cursor + 1:
-            self._hand_on(event, origin)
+            self._hand_on(event, origin, shared)
             while (nxt := self._early.pop(self.cursor + 1, None)) is not None:
                 self._hand_on(*nxt)
             return
         if event is not None:
-            self._early[seq] = (event, origin)
+            self._early[seq] = (event, origin, shared)
         if not self._catching_up:
             self._catching_up = True
             self.broker.system.start_soon(self._catch_up)
 
-    def _hand_on(self, event: dict[str, Any], origin: str) -> None:
+    def _hand_on(
+        self, event: dict[str, Any], origin: str, shared: dict[str, Any] | None = None
+    ) -> None:
         self.cursor = event["seq"]
         self.broker.fan_out(event)
-        if origin != self.broker_id and self._concerns_us(event):
+        if origin == self.broker_id:
+            return
+        if shared is not None and event["type"] == "message_sent":
+            self._push_heard(event["data"], shared)  # all a send asks of another broker
+            return
+        if self._concerns_us(event):
             self._remote_in.send_nowait(event)
 
+    def _push_heard(self, data: dict[str, Any], shared: dict[str, Any]) -> None:
+        """Push the messages of another broker's send to the peers we carry, from what
+        the notification said (no store round trip)."""
+        conn_of = self.broker.mesh.sessions.conn_of
+        effects: list[Any] = []
+        for message_id, peer_id in zip(data["ids"], data["recipients"], strict=True):
+            conn = conn_of.get(peer_id)
+            if conn is not None:
+                row = {**shared, "id": message_id, "recipient_id": peer_id, "status": "queued"}
+                effects.append(Deliver(conn, message_view(row)))
+        self.broker.apply(effects)
+
     def _concerns_us(self, event: dict[str, Any]) -> bool:
+        """Whether another broker's event may ask something of this one (rule 5)."""
         sessions = self.broker.mesh.sessions
         kind, data = event["type"], event["data"]
         if kind == "message_sent":

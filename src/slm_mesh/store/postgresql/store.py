@@ -9,7 +9,9 @@ Rules:
    fails the whole mesh call, which is what the mesh's call scope wants.
 3. Each event is announced with ``NOTIFY`` on the mesh's channel, in the transaction that
    wrote it, so it is heard only once committed: ``{"b": origin broker, "s": seq}`` plus
-   the event itself (``"e"``) when it fits in a notification. A waiter taken out of the
+   the event itself (``"e"``) when it fits in a notification, and for ``message_sent``
+   what the messages share (``"m"``: sender, body, type...) when that fits too, so the
+   recipients' brokers push them without reading them back. A waiter taken out of the
    queue is announced as ``{"b": broker, "w": 1}`` (a later waiter may be grantable).
 4. A lost connection, or a server that refuses us, is :class:`StoreUnreachable`; nothing of
    the failed transaction was committed. :meth:`PostgresStore.reconnect` tries again.
@@ -44,6 +46,16 @@ _STATE_COLUMNS = "namespace, key, value, version, updated_by, updated_at, expire
 # Room in a notification (PostgreSQL allows 8,000 bytes) for the event itself.
 NOTIFY_EVENT_BYTES = 7_000
 STATE_PAGE = 200
+# What the messages of one send share: each recipient's adds its id and recipient.
+_SHARED_BY_RECIPIENTS = (
+    "sender_id",
+    "sender_name",
+    "body",
+    "type",
+    "reply_to",
+    "broadcast",
+    "sent_at",
+)
 
 
 class PostgresStore(Store):
@@ -60,6 +72,7 @@ class PostgresStore(Store):
         self.conn: psycopg.Connection[Any] | None = None
         self._depth = 0
         self._pushed: list[tuple[float, int]] = []
+        self._sent: Row | None = None  # the last message inserted, for its event (rule 3)
 
     @classmethod
     def open_url(
@@ -207,6 +220,7 @@ class PostgresStore(Store):
         cols = ", ".join(msg)
         marks = ", ".join(f"%({k})s" for k in msg)
         row = self._one(f"INSERT INTO messages ({cols}) VALUES ({marks}) RETURNING id", msg)
+        self._sent = msg
         return int(row["id"])
 
     def get_message(self, message_id: int) -> Row | None:
@@ -416,7 +430,15 @@ class PostgresStore(Store):
     def append_event(self, type_: str, ts: float, data: dict[str, Any]) -> int:
         text = json.dumps(data, separators=(",", ":"))
         head = '{"b":' + json.dumps(self.broker_id) + ',"s":'
-        if len(text) + len(type_) < NOTIFY_EVENT_BYTES:
+        shared = ""
+        sent, self._sent = self._sent, None
+        if type_ == "message_sent" and sent is not None:
+            shared = ',"m":' + json.dumps(
+                {k: sent.get(k) for k in _SHARED_BY_RECIPIENTS}, separators=(",", ":")
+            )
+        if len(text) + len(type_) + len(shared) < NOTIFY_EVENT_BYTES:
+            event = f',"e":{{"type":{json.dumps(type_)},"ts":{ts!r},"data":{text}}}{shared}}}'
+        elif len(text) + len(type_) < NOTIFY_EVENT_BYTES:
             event = f',"e":{{"type":{json.dumps(type_)},"ts":{ts!r},"data":{text}}}}}'
         else:
             event = "}"
