@@ -80,3 +80,10 @@ def test_without_a_remote_the_root_commit_names_it(tmp_path: Path) -> None:
         "second",
     )
     assert workspace.detect(tmp_path).repo == f"root:{first}"
+
+
+def test_the_cli_finds_the_same_identity_from_the_root(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "remote", "add", "origin", "git@github.com:acme/app.git")
+    assert repository.identity_of(tmp_path) == workspace.detect(tmp_path).repo
+    assert repository.identity_of(tmp_path / "nowhere") is None

@@ -84,6 +84,22 @@ def root_commit(root: Path) -> str | None:
     return commits[-1] if done.returncode == 0 and commits else None
 
 
+def identity_of(root: Path) -> str | None:
+    """The identity of the repository whose root is ``root`` (its ``.git`` a folder, or a
+    file pointing at one), or None."""
+    dot_git = root / ".git"
+    try:
+        if dot_git.is_file():
+            text = dot_git.read_text(encoding="utf-8").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            target = Path(text[len("gitdir:") :].strip())
+            dot_git = target if target.is_absolute() else (root / target).resolve()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return identity(root, dot_git)
+
+
 def identity(root: Path, git_dir: Path) -> str | None:
     """The repository's identity (see the module), or None if it has neither."""
     url = remote_url(git_dir)

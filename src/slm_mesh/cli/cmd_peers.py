@@ -9,6 +9,7 @@ the shell (:mod:`slm_mesh.person`): ``send`` and ``broadcast`` come from the per
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from slm_mesh.cli import render, workspace
@@ -42,6 +43,11 @@ def peers(out: Output, scope: str) -> int:
         if root is None:
             raise usage(f"--scope repo: {workspace.cwd()} is not inside a git repository")
         params["git_root"] = root
+        from slm_mesh import repository
+
+        repo = repository.identity_of(Path(root))
+        if repo:
+            params["repo"] = repo  # its clones on other machines too
     settings = load_settings()
     with connect(settings) as client:
         found: list[dict[str, Any]] = client.call("peer.list", params)["peers"]
