@@ -86,10 +86,9 @@ class Messages:
         else:
             recipients = [self.sessions.resolve(to)]
         sender_name = sender["name"]
-        sent: list[tuple[Row, Row]] = []
         with self.ctx.transaction():
-            for peer in recipients:
-                row: Row = {
+            rows: list[Row] = [
+                {
                     "sender_id": sender_id,
                     "sender_name": sender_name,
                     "recipient_id": peer["id"],
@@ -100,8 +99,11 @@ class Messages:
                     "sent_at": now,
                     "status": "queued",
                 }
-                row["id"] = self.store.insert_message(row)
-                sent.append((peer, row))
+                for peer in recipients
+            ]
+            for row, message_id in zip(rows, self.store.insert_messages(rows), strict=True):
+                row["id"] = message_id
+            sent = list(zip(recipients, rows, strict=True))
             if sent:
                 self.ctx.emit(
                     "message_sent",

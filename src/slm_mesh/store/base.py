@@ -105,6 +105,10 @@ class Store(ABC):
     def insert_message(self, msg: Row) -> int:
         """Store ``msg``; its new id."""
 
+    def insert_messages(self, rows: Sequence[Row]) -> list[int]:
+        """Store the messages of one send (one row per recipient); their ids, in order."""
+        return [self.insert_message(row) for row in rows]
+
     @abstractmethod
     def get_message(self, message_id: int) -> Row | None: ...
 

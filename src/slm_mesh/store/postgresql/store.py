@@ -223,6 +223,31 @@ class PostgresStore(Store):
         self._sent = msg
         return int(row["id"])
 
+    def insert_messages(self, rows: Sequence[Row]) -> list[int]:
+        """One statement for all of a broadcast's rows (one round trip, not one each)."""
+        if len(rows) < 2:
+            return [self.insert_message(row) for row in rows]
+        first = rows[0]
+        found = self._x(
+            "INSERT INTO messages (sender_id, sender_name, recipient_id, body, type, reply_to, "
+            "broadcast, sent_at, status) SELECT %s, %s, r, %s, %s, %s, %s, %s, 'queued' "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(r, n) ORDER BY n "
+            "RETURNING id, recipient_id",
+            (
+                first["sender_id"],
+                first["sender_name"],
+                first["body"],
+                first["type"],
+                first["reply_to"],
+                first["broadcast"],
+                first["sent_at"],
+                [row["recipient_id"] for row in rows],
+            ),
+        ).fetchall()
+        self._sent = dict(first)
+        ids = {row["recipient_id"]: int(row["id"]) for row in found}  # one row per recipient
+        return [ids[row["recipient_id"]] for row in rows]
+
     def get_message(self, message_id: int) -> Row | None:
         row: Row | None = self._x(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = %s", (message_id,)
