@@ -2,7 +2,8 @@
 one JSON object of figures.
 
     python bench/multi.py [--brokers 3] [--sessions 30] [--n 300] [--seconds 5]
-                          [--scale-brokers 10] [--scale-sessions 100]
+                          [--scale-brokers 10] [--scale-sessions 100] [--no-scale]
+                          [--no-fsync]
 
 A private PostgreSQL cluster (the system's server binaries, fsync and synchronous commit
 on, as a real server) is made for the run and removed after it. Each broker is a real
@@ -222,15 +223,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--scale-brokers", type=int, default=10)
     parser.add_argument("--scale-sessions", type=int, default=100)
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale run")
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="a server without fsync or synchronous commit (what the commits' disk costs)",
+    )
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     bindir = outside.TOOLS["postgresql"].find()
     if bindir is None:
         sys.exit("PostgreSQL's server binaries are missing: apt-get install postgresql")
-    out: dict[str, Any] = {"postgresql": "private cluster, fsync and synchronous_commit on"}
+    durable = not args.no_fsync
+    out: dict[str, Any] = {
+        "postgresql": "private cluster, fsync and synchronous_commit "
+        + ("on" if durable else "off")
+    }
     with (
-        pg.cluster(bindir, durable=True) as cluster,
+        pg.cluster(bindir, durable=durable) as cluster,
         tempfile.TemporaryDirectory(prefix="sm-", dir="/tmp") as tmp,
     ):
         root = Path(tmp)
@@ -244,6 +255,9 @@ def main() -> None:
             for row in grid:
                 for s in row:
                     s.close()
+        if args.no_scale:
+            print(json.dumps(out, indent=2))
+            return
         with brokers(root / "scale", cluster.url, "scale", args.scale_brokers) as paths:
             started = time.perf_counter()
             grid = register(paths, args.scale_sessions)
