@@ -6,8 +6,6 @@ rest of their work. Where ``_json`` is missing, :mod:`json` does it.
 Nothing here imports beyond ``sys``-level builtins and ``_json``: not even :mod:`os`.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~10 ms here
 
 if TYPE_CHECKING:
@@ -40,11 +38,11 @@ try:
     )
     _scanner = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
 
-    def encode(message: Any) -> bytes:
+    def encode(message: "Any") -> bytes:
         """One wire line: compact JSON, ASCII, ending in a newline."""
         return "".join(_encoder(message, 0)).encode() + b"\n"
 
-    def loads(data: bytes) -> Any:
+    def loads(data: bytes) -> "Any":
         """The one JSON value in ``data`` (UTF-8; blanks around it allowed).
 
         Raises:
@@ -63,14 +61,14 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - CPython always has _json
     import json
 
-    def encode(message: Any) -> bytes:
+    def encode(message: "Any") -> bytes:
         return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
-    def loads(data: bytes) -> Any:
+    def loads(data: bytes) -> "Any":
         return json.loads(data)
 
 
-def decode(line: bytes) -> dict[str, Any] | None:
+def decode(line: bytes) -> "dict[str, Any] | None":
     """The object on one line, or None if it is not one."""
     try:
         value = loads(line)

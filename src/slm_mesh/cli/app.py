@@ -23,6 +23,7 @@ from slm_mesh.cli.options import (
     TALK,
     Body,
     HookAgent,
+    InstallAgent,
     Json,
     MessageType,
     Platform,
@@ -364,7 +365,9 @@ def hook(
     /,
     *,
     agent: Annotated[
-        HookAgent, cyclopts.Parameter(help="Whose hook format stdin and stdout are in.")
+        HookAgent,
+        InstallAgent,
+        cyclopts.Parameter(help="Whose hook format stdin and stdout are in."),
     ] = "claude",
 ) -> int:
     """Run one lifecycle hook of an agent: its hook JSON on stdin, the answer on stdout.
@@ -381,6 +384,90 @@ def hook(
     from slm_mesh.hooks.main import main as hook_main
 
     return hook_main([event, "--agent", agent])
+
+
+Project = Annotated[
+    bool,
+    cyclopts.Parameter(
+        negative=(),
+        show_default=False,
+        help="In this repository's files (.claude/settings.local.json and .mcp.json, "
+        ".codex/, .gemini/, .cursor/) rather than your own.",
+    ),
+]
+User = Annotated[
+    bool,
+    cyclopts.Parameter(
+        negative=(), show_default=False, help="In your own files (the default, e.g. ~/.claude)."
+    ),
+]
+DryRun = Annotated[
+    bool,
+    cyclopts.Parameter(negative=(), show_default=False, help="Write nothing; print the diff."),
+]
+
+
+@app.command(group=SETUP)
+def install(
+    agent: Annotated[
+        InstallAgent | None,
+        cyclopts.Parameter(help="claude, codex, gemini, cursor, or git (a pre-commit hook)."),
+    ] = None,
+    /,
+    *,
+    project: Project = False,
+    user: User = False,
+    dry_run: DryRun = False,
+    status: Annotated[
+        bool,
+        cyclopts.Parameter(
+            negative=(),
+            show_default=False,
+            help="Say, for every agent, where slm-mesh is installed and if it is current.",
+        ),
+    ] = False,
+    as_json: Json = False,
+) -> int:
+    """Add the MCP server and the hooks to an agent's own configuration.
+
+    The files already there are merged into: every other setting and hook is kept, the old
+    file is saved as ``<name>.slm-mesh.bak``, and installing twice is the same as once. A
+    file that can't be parsed is refused (line and column), with nothing written. The hooks
+    run ``slm-mesh hook EVENT`` (see ``slm-mesh hook --help``) with this installation's
+    absolute paths. ``git`` installs a pre-commit hook in the current repository that
+    refuses a commit of files another live session holds (an existing pre-commit hook is
+    kept and runs first).
+    """
+    from slm_mesh.cli import cmd_install
+
+    if status:
+        return outcome.run(cmd_install.status, as_json)
+    if agent is None:
+        return outcome.run(cmd_install.no_agent, as_json)
+    return outcome.run(
+        lambda out: cmd_install.change(out, agent, True, project, user, dry_run), as_json
+    )
+
+
+@app.command(group=SETUP)
+def uninstall(
+    agent: Annotated[
+        InstallAgent, cyclopts.Parameter(help="claude, codex, gemini, cursor, or git.")
+    ],
+    /,
+    *,
+    project: Project = False,
+    user: User = False,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> int:
+    """Take out of an agent's configuration what ``slm-mesh install`` put there, and only
+    that (a ``git`` pre-commit hook that was there before is put back)."""
+    from slm_mesh.cli import cmd_install
+
+    return outcome.run(
+        lambda out: cmd_install.change(out, agent, False, project, user, dry_run), as_json
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

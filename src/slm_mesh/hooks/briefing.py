@@ -9,8 +9,6 @@ Rules:
 3. Lines that do not fit are dropped whole, from the end of each part, and counted.
 """
 
-from __future__ import annotations
-
 from slm_mesh.hooks.delivery import ago
 
 TYPE_CHECKING = False
@@ -30,7 +28,7 @@ def _cut(text: str, limit: int = LINE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _peer_line(p: dict[str, Any], now: float | None) -> str:
+def _peer_line(p: "dict[str, Any]", now: float | None) -> str:
     what = [str(p.get("agent") or "agent")]
     if p.get("git_branch"):
         what.append(f"branch {p['git_branch']}")
@@ -43,7 +41,7 @@ def _peer_line(p: dict[str, Any], now: float | None) -> str:
     return _cut(line)
 
 
-def _lock_line(lock: dict[str, Any], root: str | None) -> str:
+def _lock_line(lock: "dict[str, Any]", root: str | None) -> str:
     path = str(lock.get("path"))
     if root and path.startswith(root.rstrip("/") + "/"):
         path = path[len(root.rstrip("/")) + 1 :]
@@ -53,16 +51,16 @@ def _lock_line(lock: dict[str, Any], root: str | None) -> str:
     return _cut(line)
 
 
-def _message_line(m: dict[str, Any]) -> str:
+def _message_line(m: "dict[str, Any]") -> str:
     first = (str(m.get("body", "")).strip().splitlines() or [""])[0]
     return _cut(f'- from "{m.get("from_name") or m.get("from")}": {first}')
 
 
 def briefing(
-    me: dict[str, Any],
-    peers: list[dict[str, Any]],
-    locks: list[dict[str, Any]],
-    inbox: dict[str, Any],
+    me: "dict[str, Any]",
+    peers: "list[dict[str, Any]]",
+    locks: "list[dict[str, Any]]",
+    inbox: "dict[str, Any]",
     now: float | None = None,
 ) -> str | None:
     """The briefing for session ``me`` (a peer view with ``peer_id``, ``name``, ``cwd``,

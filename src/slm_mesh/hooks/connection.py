@@ -6,8 +6,6 @@ token), with ``posix`` and ``_socket`` instead of :mod:`os` and :mod:`socket`
 (``tests/hooks/test_lean.py`` checks that the two agree).
 """
 
-from __future__ import annotations
-
 import _socket
 import posix
 import time
@@ -17,6 +15,7 @@ from slm_mesh.hooks.process import getenv
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # How long a hook may wait for the broker before it gives up and lets the agent go on.
@@ -24,6 +23,8 @@ TIMEOUT_S = 0.15
 TIMEOUT_ENV = "SLM_MESH_HOOK_TIMEOUT_MS"
 TCP_HOST = "127.0.0.1"
 RECEIVE_BYTES = 65536
+# A call without a deadline (the Stop hook's wait) asks this often whether it is still wanted.
+STILL_WANTED_POLL_S = 1.0
 
 
 class Unreachable(Exception):
@@ -33,7 +34,7 @@ class Unreachable(Exception):
 class CallError(Exception):
     """The broker answered one call of the batch with an error."""
 
-    def __init__(self, error: Any) -> None:
+    def __init__(self, error: "Any") -> None:
         error = error if isinstance(error, dict) else {}
         super().__init__(str(error.get("message", "error")))
         self.code = error.get("code")
@@ -110,7 +111,7 @@ class Broker:
         self.token = token  # TCP: the first call must be mesh.hello with it
 
     @classmethod
-    def connect(cls, timeout: float) -> Broker:
+    def connect(cls, timeout: float) -> "Broker":
         """Connect to the broker of this data dir.
 
         Raises:
@@ -136,13 +137,20 @@ class Broker:
             raise Unreachable(f"no broker answers at {TCP_HOST}:{port}: {exc}") from None
         return cls(sock, _read_small(data.rstrip("/") + "/broker.token"))
 
-    def batch(self, calls: list[tuple[str, dict[str, Any]]], timeout: float | None) -> list[Any]:
+    def batch(
+        self,
+        calls: "list[tuple[str, dict[str, Any]]]",
+        timeout: float | None,
+        still_wanted: "Callable[[], bool] | None" = None,
+    ) -> "list[Any]":
         """Send ``calls`` as one batch and return each one's result, or a
         :class:`CallError` in its place. ``timeout``: seconds for the whole exchange
-        (None: no limit).
+        (None: no limit, but ``still_wanted()`` is asked every
+        :data:`STILL_WANTED_POLL_S` and the wait ends when it says no).
 
         Raises:
-            Unreachable: the connection failed, or no answer came in time.
+            Unreachable: the connection failed, no answer came in time, or it is no
+                longer wanted.
         """
         if self.token is not None:
             calls = [("mesh.hello", {"token": self.token}), *calls]
@@ -154,7 +162,7 @@ class Broker:
         try:
             self.sock.settimeout(timeout)
             self.sock.sendall(leanjson.encode(request))
-            line = self._read_line(deadline)
+            line = self._read_line(deadline, still_wanted)
         except OSError as exc:  # TimeoutError is one
             raise Unreachable(f"the broker did not answer: {exc}") from None
         try:
@@ -170,7 +178,9 @@ class Broker:
             out.append(answer["result"] if "result" in answer else CallError(answer.get("error")))
         return out[1:] if self.token is not None else out
 
-    def _read_line(self, deadline: float | None) -> bytes:
+    def _read_line(
+        self, deadline: float | None, still_wanted: "Callable[[], bool] | None" = None
+    ) -> bytes:
         buf = b""
         while b"\n" not in buf:
             if deadline is not None:
@@ -178,6 +188,18 @@ class Broker:
                 if left <= 0:
                     raise TimeoutError("timed out")
                 self.sock.settimeout(left)
+            elif still_wanted is not None:
+                self.sock.settimeout(STILL_WANTED_POLL_S)
+                try:
+                    chunk = self.sock.recv(RECEIVE_BYTES)
+                except TimeoutError:
+                    if not still_wanted():
+                        raise ConnectionAbortedError("no longer wanted") from None
+                    continue
+                if not chunk:
+                    raise ConnectionResetError("the broker closed the connection")
+                buf += chunk
+                continue
             chunk = self.sock.recv(RECEIVE_BYTES)
             if not chunk:
                 raise ConnectionResetError("the broker closed the connection")

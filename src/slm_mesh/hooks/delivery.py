@@ -11,8 +11,6 @@ Rules:
    the Stop hook and the MCP server's unread notice do not offer it again.
 """
 
-from __future__ import annotations
-
 import time
 
 TYPE_CHECKING = False
@@ -25,7 +23,7 @@ BODY_CHARS = MAX_CHARS
 PAGE = 30
 
 
-def ago(then: Any, now: float | None = None) -> str:
+def ago(then: "Any", now: float | None = None) -> str:
     """``then`` (epoch seconds) as "just now", "5 min ago", "2 h ago", "3 d ago"."""
     if not isinstance(then, int | float):
         return "some time ago"
@@ -39,12 +37,12 @@ def ago(then: Any, now: float | None = None) -> str:
     return f"{round(seconds / 86400)} d ago"
 
 
-def _one_line(text: Any, limit: int) -> str:
+def _one_line(text: "Any", limit: int) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _header(message: dict[str, Any], now: float | None) -> str:
+def _header(message: "dict[str, Any]", now: float | None) -> str:
     sender = _one_line(message.get("from_name") or message.get("from") or "?", 64)
     kind = message.get("type")
     what = f"message {message.get('id')}"
@@ -55,7 +53,7 @@ def _header(message: dict[str, Any], now: float | None) -> str:
     return f'- {what} from "{sender}", {ago(message.get("sent_at"), now)}:'
 
 
-def _body(message: dict[str, Any], room: int) -> str:
+def _body(message: "dict[str, Any]", room: int) -> str:
     lines = str(message.get("body", "")).splitlines() or [""]
     body = "\n".join("    " + line for line in lines)
     if len(body) <= room:
@@ -78,7 +76,7 @@ class Shown:
 
 
 def messages_text(
-    heading: str, messages: list[dict[str, Any]], unread_left: int, now: float | None = None
+    heading: str, messages: "list[dict[str, Any]]", unread_left: int, now: float | None = None
 ) -> Shown:
     """The messages under ``heading``, bounded (rules 1 and 2)."""
     if not messages:
@@ -104,7 +102,7 @@ def messages_text(
     return Shown("\n".join(parts), ids)
 
 
-def turn_text(messages: list[dict[str, Any]], unread_left: int) -> Shown:
+def turn_text(messages: "list[dict[str, Any]]", unread_left: int) -> Shown:
     """New messages at a turn or after a tool call."""
     n = len(messages)
     heading = (
@@ -114,7 +112,7 @@ def turn_text(messages: list[dict[str, Any]], unread_left: int) -> Shown:
     return messages_text(heading, messages, unread_left)
 
 
-def wake_text(messages: list[dict[str, Any]], unread_left: int) -> Shown:
+def wake_text(messages: "list[dict[str, Any]]", unread_left: int) -> Shown:
     """What wakes an idle session."""
     heading = (
         "slm-mesh: while you were idle, another AI session on this machine sent you a "

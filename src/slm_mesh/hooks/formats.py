@@ -14,8 +14,6 @@ the mesh's terms) and a mesh answer into the agent's own stdout, stderr and exit
 - Cursor: ``additional_context``; ``permission: "deny"`` for an edit.
 """
 
-from __future__ import annotations
-
 from slm_mesh import leanjson
 
 TYPE_CHECKING = False
@@ -66,15 +64,15 @@ class Reply:
 NOTHING = Reply()
 
 
-def _json(value: Any) -> Reply:
+def _json(value: "Any") -> Reply:
     return Reply(leanjson.encode(value))
 
 
-def _text(value: Any) -> str | None:
+def _text(value: "Any") -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _input(data: dict[str, Any]) -> dict[str, Any]:
+def _input(data: "dict[str, Any]") -> "dict[str, Any]":
     tool_input = data.get("tool_input")
     return tool_input if isinstance(tool_input, dict) else {}
 
@@ -86,7 +84,7 @@ class Format:
     edit_tools = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
     path_fields: tuple[str, ...] = ("file_path", "notebook_path")
 
-    def parse(self, event: str, data: dict[str, Any]) -> Hook | None:
+    def parse(self, event: str, data: "dict[str, Any]") -> Hook | None:
         kind = self.kind_of(event, data)
         if kind is None:
             return None
@@ -97,7 +95,7 @@ class Format:
                 return None  # not an edit of a file: nothing to guard
         return Hook(kind, event, _text(data.get("cwd")), self.session_of(data), paths)
 
-    def kind_of(self, event: str, data: dict[str, Any]) -> str | None:
+    def kind_of(self, event: str, data: "dict[str, Any]") -> str | None:
         if event == "PreToolUse":
             return PRE_EDIT
         if event == "SessionEnd":
@@ -110,10 +108,10 @@ class Format:
             "Stop": STOP_WAIT,
         }.get(event)
 
-    def session_of(self, data: dict[str, Any]) -> str | None:
+    def session_of(self, data: "dict[str, Any]") -> str | None:
         return _text(data.get("session_id"))
 
-    def edited_paths(self, event: str, data: dict[str, Any]) -> list[str]:
+    def edited_paths(self, event: str, data: "dict[str, Any]") -> list[str]:
         if data.get("tool_name") not in self.edit_tools:
             return []
         tool_input = _input(data)
@@ -159,13 +157,13 @@ class Codex(Format):
     # *** Add File: / *** Update File: / *** Delete File: <path>, and *** Move to: <path>
     patch_markers = ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: ")
 
-    def kind_of(self, event: str, data: dict[str, Any]) -> str | None:
+    def kind_of(self, event: str, data: "dict[str, Any]") -> str | None:
         if event == "Stop":
             # A block that continues the turn runs Stop again: never twice in a row.
             return None if data.get("stop_hook_active") else STOP_CHECK
         return super().kind_of(event, data)
 
-    def edited_paths(self, event: str, data: dict[str, Any]) -> list[str]:
+    def edited_paths(self, event: str, data: "dict[str, Any]") -> list[str]:
         if data.get("tool_name") not in self.edit_tools:
             return []
         tool_input = _input(data)
@@ -185,7 +183,7 @@ class Gemini(Format):
     edit_tools = frozenset({"write_file", "replace"})
     path_fields = ("file_path",)
 
-    def kind_of(self, event: str, data: dict[str, Any]) -> str | None:
+    def kind_of(self, event: str, data: "dict[str, Any]") -> str | None:
         return {
             "SessionStart": START,
             "BeforeAgent": PROMPT,
@@ -206,7 +204,7 @@ class Cursor(Format):
     edit_tools = frozenset({"Write", "Edit", "MultiEdit", "Delete"})
     path_fields = ("file_path", "path", "target_file")
 
-    def kind_of(self, event: str, data: dict[str, Any]) -> str | None:
+    def kind_of(self, event: str, data: "dict[str, Any]") -> str | None:
         return {
             "sessionStart": START,
             "preToolUse": PRE_EDIT,
@@ -215,10 +213,10 @@ class Cursor(Format):
             "sessionEnd": END,
         }.get(event)
 
-    def session_of(self, data: dict[str, Any]) -> str | None:
+    def session_of(self, data: "dict[str, Any]") -> str | None:
         return _text(data.get("conversation_id")) or _text(data.get("session_id"))
 
-    def parse(self, event: str, data: dict[str, Any]) -> Hook | None:
+    def parse(self, event: str, data: "dict[str, Any]") -> Hook | None:
         hook = super().parse(event, data)
         if hook is not None and hook.cwd is None:
             roots = data.get("workspace_roots")
@@ -226,7 +224,7 @@ class Cursor(Format):
                 hook.cwd = roots[0]
         return hook
 
-    def edited_paths(self, event: str, data: dict[str, Any]) -> list[str]:
+    def edited_paths(self, event: str, data: "dict[str, Any]") -> list[str]:
         if event == "afterFileEdit":  # (records the edit; postToolUse hands over messages)
             return [p] if (p := _text(data.get("file_path"))) else []
         if event == "postToolUse":

@@ -11,8 +11,6 @@ Rules:
 4. Otherwise: nothing at all.
 """
 
-from __future__ import annotations
-
 import time
 
 from slm_mesh.hooks.delivery import ago
@@ -32,7 +30,7 @@ def _shown(path: str, cwd: str | None) -> str:
     return path
 
 
-def _left(expires_at: Any, now: float) -> str:
+def left(expires_at: "Any", now: float) -> str:
     if not isinstance(expires_at, int | float):
         return "for a while"
     seconds = max(expires_at - now, 0)
@@ -43,7 +41,7 @@ def _left(expires_at: Any, now: float) -> str:
     return f"for {seconds / 3600:.1f} more h"
 
 
-def _holder(h: dict[str, Any]) -> str:
+def holder(h: "dict[str, Any]") -> str:
     who = f'"{h.get("holder") or h.get("peer_id")}"'
     if h.get("agent"):
         who += f" ({h['agent']})"
@@ -51,7 +49,7 @@ def _holder(h: dict[str, Any]) -> str:
 
 
 def decide(
-    check: dict[str, Any], cwd: str | None, now: float | None = None
+    check: "dict[str, Any]", cwd: str | None, now: float | None = None
 ) -> tuple[str, str] | None:
     """``(DENY, reason)``, ``(WARN, line)`` or None for ``lock.check``'s answer."""
     now = time.time() if now is None else now
@@ -63,8 +61,8 @@ def decide(
         if live:
             h = live[0]
             reason = (
-                f"slm-mesh: {path} is locked by another session, {_holder(h)}, "
-                f"{_left(h.get('expires_at'), now)}"
+                f"slm-mesh: {path} is locked by another session, {holder(h)}, "
+                f"{left(h.get('expires_at'), now)}"
             )
             if h.get("reason"):
                 reason += f' (lock reason: "{h["reason"]}")'
@@ -79,7 +77,7 @@ def decide(
             return DENY, reason
         for h in holders:
             warnings.append(
-                f"slm-mesh: {path} is locked by {_holder(h)}, whose session is away "
+                f"slm-mesh: {path} is locked by {holder(h)}, whose session is away "
                 "(disconnected); edit with care, it may come back."
             )
     for edit in check.get("edits") or []:

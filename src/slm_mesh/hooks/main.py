@@ -6,8 +6,6 @@ goes wrong ends in exit 0 with nothing on stdout, and a line in ``<data dir>/hoo
 (rule 1 of :mod:`slm_mesh.hooks`).
 """
 
-from __future__ import annotations
-
 import posix
 import time
 
@@ -18,13 +16,15 @@ from slm_mesh.hooks.formats import NOTHING, Format, Hook, Reply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-USAGE = "usage: slm-mesh hook EVENT [--agent claude|codex|gemini|cursor]"
+USAGE = "usage: slm-mesh hook EVENT [--agent claude|codex|gemini|cursor|git]"
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 # How long the Stop hook waits for a message at most (an idle session, then it gives up).
 WAKE_IDLE_S = 8 * 3600.0
 WAKE_IDLE_ENV = "SLM_MESH_WAKE_IDLE_S"
+PRINT_MODE = "sdk-cli"  # CLAUDE_CODE_ENTRYPOINT of `claude -p`
 AUTOLOCK_ENV = "SLM_MESH_AUTOLOCK"
 AUTOLOCK_TTL_S = 15 * 60.0
 EDIT_WARNING_S = 10 * 60.0
@@ -40,7 +40,8 @@ class Usage(Exception):
     """The command line is wrong (exit :data:`USAGE_STATUS`)."""
 
 
-def parse_args(argv: list[str]) -> tuple[str, Format]:
+def parse_args(argv: list[str]) -> tuple[str, Format | None]:
+    """The event and the agent's format (None for git's pre-commit)."""
     args = list(argv)
     agent = "claude"
     if "--agent" in args:
@@ -49,6 +50,8 @@ def parse_args(argv: list[str]) -> tuple[str, Format]:
             raise Usage("--agent needs a value")
         agent = args[i + 1]
         del args[i : i + 2]
+    if agent == "git" and args == ["pre-commit"]:
+        return "pre-commit", None
     if len(args) != 1 or agent not in formats.FORMATS:
         raise Usage(f"expected one EVENT and a known --agent, got {argv!r}")
     return args[0], formats.FORMATS[agent]
@@ -62,9 +65,15 @@ def main(argv: list[str]) -> int:
         _write(2, f"{USAGE}\n{exc}\n".encode())
         return USAGE_STATUS
     try:
-        reply = handle(event, fmt, _read_stdin())
+        if fmt is None:
+            from slm_mesh.hooks.git_commit import check
+
+            code, err = check(_read_stdin(), time.time())
+            reply = Reply(b"", err, code)
+        else:
+            reply = handle(event, fmt, _read_stdin())
     except Exception as exc:  # rule 1: whatever it is, the agent goes on
-        log(f"{fmt.agent} {event}: {type(exc).__name__}: {exc}")
+        log(f"{fmt.agent if fmt else 'git'} {event}: {type(exc).__name__}: {exc}")
         return 0
     if reply.stdout:
         _write(1, reply.stdout)
@@ -90,7 +99,7 @@ def handle(event: str, fmt: Format, raw: bytes) -> Reply:
 # -- the events ------------------------------------------------------------------------
 
 
-def _registration(fmt: Format, hook: Hook) -> tuple[str, dict[str, Any]]:
+def _registration(fmt: Format, hook: Hook) -> "tuple[str, dict[str, Any]]":
     """``peer.register`` as the agent's session: its live one, or one tied to its process."""
     params: dict[str, Any] = {
         "agent": fmt.agent,
@@ -123,15 +132,18 @@ def _connect(*, start_broker: bool = False) -> Broker:
 def _calls(
     fmt: Format,
     hook: Hook,
-    calls: list[tuple[str, dict[str, Any]]],
+    calls: "list[tuple[str, dict[str, Any]]]",
     *,
     start_broker: bool = False,
     timeout: float | None = -1.0,
-) -> tuple[Broker, list[Any]]:
+    still_wanted: "Callable[[], bool] | None" = None,
+) -> "tuple[Broker, list[Any]]":
     broker = _connect(start_broker=start_broker)
     try:
         results = broker.batch(
-            [_registration(fmt, hook), *calls], timeout_s() if timeout == -1.0 else timeout
+            [_registration(fmt, hook), *calls],
+            timeout_s() if timeout == -1.0 else timeout,
+            still_wanted,
         )
     except BaseException:
         broker.close()
@@ -142,19 +154,19 @@ def _calls(
     return broker, results
 
 
-def _result(value: Any) -> Any:
+def _result(value: "Any") -> "Any":
     if isinstance(value, CallError):
         raise value
     return value
 
 
-def _inbox_call(mark_read: bool = False) -> tuple[str, dict[str, Any]]:
+def _inbox_call(mark_read: bool = False) -> "tuple[str, dict[str, Any]]":
     from slm_mesh.hooks.delivery import BODY_CHARS, PAGE
 
     return "message.inbox", {"limit": PAGE, "max_chars": BODY_CHARS, "mark_read": mark_read}
 
 
-def _deliver(broker: Broker, inbox: dict[str, Any], fmt: Format, hook: Hook) -> Reply:
+def _deliver(broker: Broker, inbox: "dict[str, Any]", fmt: Format, hook: Hook) -> Reply:
     """New messages into the agent's context, then marked read (only those shown)."""
     from slm_mesh.hooks.delivery import turn_text
 
@@ -233,8 +245,13 @@ def _stop_wait(fmt: Format, hook: Hook) -> Reply:
         idle = float(process.getenv(WAKE_IDLE_ENV) or WAKE_IDLE_S)
     except ValueError:
         idle = WAKE_IDLE_S
+    if process.getenv("CLAUDE_CODE_ENTRYPOINT") == PRINT_MODE:
+        idle = 0.0  # `claude -p` waits for its background hooks: never keep it from exiting
     wait = {"timeout": idle, "limit": PAGE, "max_chars": BODY_CHARS, "mark_read": False}
-    broker, (_, got) = _calls(fmt, hook, [("message.wait", wait)], timeout=None)
+    agent = process.agent_pid()
+    broker, (_, got) = _calls(
+        fmt, hook, [("message.wait", wait)], timeout=None, still_wanted=lambda: process.alive(agent)
+    )
     try:
         answer = _result(got)
         if answer.get("reason") != "message":

@@ -9,8 +9,6 @@ directly, so skipping shells gives the hook and the agent's ``slm-mesh mcp`` the
 that runs us on an agent's behalf sets it).
 """
 
-from __future__ import annotations
-
 import posix
 
 AGENT_PID_ENV = "SLM_MESH_AGENT_PID"
@@ -28,16 +26,24 @@ def getenv(name: str) -> str | None:
     return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
-def _stat(pid: int) -> tuple[bytes, int] | None:
-    """(command name, parent pid) from ``/proc/<pid>/stat``; None without procfs."""
+def _read_stat(pid: int) -> bytes | None:
     try:
         fd = posix.open(f"/proc/{pid}/stat", posix.O_RDONLY)
     except OSError:
         return None
     try:
-        data = posix.read(fd, 4096)
+        return posix.read(fd, 4096)
+    except OSError:
+        return None
     finally:
         posix.close(fd)
+
+
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(command name, parent pid) from ``/proc/<pid>/stat``; None without procfs."""
+    data = _read_stat(pid)
+    if data is None:
+        return None
     # "pid (comm) state ppid …": comm may itself hold spaces or parens.
     comm = data[data.find(b"(") + 1 : data.rfind(b")")]
     fields = data[data.rfind(b")") + 1 :].split()
@@ -45,6 +51,21 @@ def _stat(pid: int) -> tuple[bytes, int] | None:
         return comm, int(fields[1])
     except (IndexError, ValueError):
         return None
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (an exited one that nobody reaped yet does not)."""
+    try:
+        posix.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    data = _read_stat(pid)
+    if data is None:
+        return True  # no procfs: kill's answer stands
+    state = data[data.rfind(b")") + 1 :].split()[:1]
+    return state not in ([b"Z"], [b"X"])
 
 
 def agent_pid(start: str | None = None, parent: int | None = None) -> int:
