@@ -109,7 +109,7 @@ TOOLS: dict[str, Tool] = {
         Tool(
             "claude",
             "the Claude Code CLI, run offline against a scripted model",
-            f"{_NPM_CI} @anthropic-ai/claude-code",
+            f"{_NPM_CI} @anthropic-ai/claude-code@2.1.197",  # the version the tests pin
             _in_node_bin("claude"),
         ),
     )
