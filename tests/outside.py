@@ -112,6 +112,12 @@ TOOLS: dict[str, Tool] = {
             f"{_NPM_CI} @anthropic-ai/claude-code@2.1.197",  # the version the tests pin
             _in_node_bin("claude"),
         ),
+        Tool(
+            "codex",
+            "the Codex CLI, run offline against a scripted model",
+            f"{_NPM_CI} @openai/codex@0.171.0",  # the version the tests pin
+            _in_node_bin("codex"),
+        ),
     )
 }
 

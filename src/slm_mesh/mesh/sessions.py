@@ -284,9 +284,9 @@ class Sessions:
         pid = params.get("pid")
         if pid is None:
             raise InvalidParams("pid", "lifetime=process needs the pid of the agent's process")
-        if not self._process_alive(pid):
-            raise InvalidParams("pid", f"no process {pid} is running")
         live = self._find(pid, params.get("agent_session"))
+        if live is None and not self._process_alive(pid):
+            raise InvalidParams("pid", f"no process {pid} is running")
         if live is not None:
             self.peer_of[conn_id] = live
             self._remember_agent_session(live, params.get("agent_session"))
