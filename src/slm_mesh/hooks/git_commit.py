@@ -20,22 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-MAX_ANCESTORS = 8
 REFUSED = 1
-
-
-def ancestors() -> list[int]:
-    pids = []
-    pid = posix.getppid()
-    for _ in range(MAX_ANCESTORS):
-        if pid <= 1:
-            break
-        pids.append(pid)
-        stat = process._stat(pid)
-        if stat is None:
-            break
-        pid = stat[1]
-    return pids
 
 
 def check(staged: bytes, now: float) -> tuple[int, bytes]:
@@ -44,7 +29,9 @@ def check(staged: bytes, now: float) -> tuple[int, bytes]:
     paths = [p.decode("utf-8", "surrogateescape") for p in staged.split(b"\0") if p]
     if not paths:
         return 0, b""
-    calls: list[tuple[str, dict[str, Any]]] = [("peer.attach", {"pid": p}) for p in ancestors()]
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("peer.attach", {"pid": p}) for p in process.ancestors()
+    ]
     calls.append(("lock.check", {"paths": paths, "cwd": cwd, "mode": "shared"}))
     broker = Broker.connect(timeout_s())
     try:

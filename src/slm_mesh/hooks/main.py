@@ -99,13 +99,24 @@ def handle(event: str, fmt: Format, raw: bytes) -> Reply:
 # -- the events ------------------------------------------------------------------------
 
 
+_workspaces: "dict[str, dict[str, str]]" = {}
+
+
+def _workspace(hook: Hook) -> "dict[str, str]":
+    """The hook's cwd with its git root and branch (read once per process)."""
+    cwd = hook.cwd or "/"
+    if cwd not in _workspaces:
+        _workspaces[cwd] = process.workspace(cwd)
+    return _workspaces[cwd]
+
+
 def _registration(fmt: Format, hook: Hook) -> "tuple[str, dict[str, Any]]":
     """``peer.register`` as the agent's session: its live one, or one tied to its process."""
     params: dict[str, Any] = {
         "agent": fmt.agent,
         "pid": process.agent_pid(),
         "lifetime": "process",
-        **process.workspace(hook.cwd or "/"),
+        **_workspace(hook),
     }
     if hook.session_id:
         params["agent_session"] = hook.session_id[:256]
@@ -180,7 +191,7 @@ def _deliver(broker: Broker, inbox: "dict[str, Any]", fmt: Format, hook: Hook) -
 def _start(fmt: Format, hook: Hook) -> Reply:
     from slm_mesh.hooks.briefing import briefing
 
-    me = {"cwd": hook.cwd, **process.workspace(hook.cwd or "/")}
+    me = dict(_workspace(hook))
     prefix = (me.get("git_root") or hook.cwd or "/").rstrip("/") + "/"
     broker, (registered, peers, locks, inbox) = _calls(
         fmt,

@@ -81,6 +81,19 @@ def agent_pid(start: str | None = None, parent: int | None = None) -> int:
     return pid
 
 
+def ancestors(limit: int = MAX_ANCESTORS) -> list[int]:
+    """Our parent, its parent… (at most ``limit``; what procfs can tell)."""
+    pids: list[int] = []
+    pid = posix.getppid()
+    while pid > 1 and len(pids) < limit:
+        pids.append(pid)
+        stat = _stat(pid)
+        if stat is None:
+            break
+        pid = stat[1]
+    return pids
+
+
 # -- the workspace -----------------------------------------------------------------------
 
 
