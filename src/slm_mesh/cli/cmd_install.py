@@ -87,6 +87,9 @@ def status(out: Output) -> int:
                 installed = plan(agent, install=False, project=project)
                 current = not plan(agent, install=True, project=project).changed
             except ConfigError as exc:
+                if agent == "git" and "not in a git repository" in str(exc):
+                    rows.append({"agent": agent, "scope": scope, "installed": False, "files": []})
+                    continue
                 rows.append({"agent": agent, "scope": scope, "installed": None, "error": str(exc)})
                 continue
             paths = [str(s.path) for s in installed.steps if s.change.changed]
