@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from slm_mesh.mesh import Detach
+from slm_mesh.mesh import Detach, ReadElsewhere
 from slm_mesh.protocol import errors
 from slm_mesh.protocol.errors import MeshError
 from tests.mesh.harness import Bench, Peer
@@ -170,3 +170,23 @@ def test_an_inbox_page_can_be_bounded_in_characters(bench: Bench) -> None:
     assert page["unread_left"] == 1
     one = bench.call(me.conn, "message.inbox", max_chars=1)  # always at least one
     assert [m["body"][0] for m in one["messages"]] == ["c"]
+
+
+def test_reads_by_an_attached_connection_are_told_to_the_carrying_one(bench: Bench) -> None:
+    mcp = bench.register("backend", pid=AGENT_PID)
+    for body in ("one", "two"):
+        bench.call(bench.new_conn(), "message.send", to="backend", body=body)
+    hook = bench.new_conn()
+    bench.call(hook, "peer.attach", pid=AGENT_PID)
+    bench.take()
+    [first, second] = bench.call(hook, "message.inbox", mark_read=False)["messages"]
+    bench.call(hook, "message.ack", ids=[first["id"]])
+    bench.call(hook, "message.inbox")
+    told = [e for e in bench.take() if isinstance(e, ReadElsewhere)]
+    assert told == [
+        ReadElsewhere(mcp.conn, mcp.peer_id, (first["id"],), 1),
+        ReadElsewhere(mcp.conn, mcp.peer_id, (second["id"],), 0),
+    ]
+    bench.call(bench.new_conn(), "message.send", to="backend", body="three")
+    bench.call(mcp.conn, "message.inbox")  # its own reads: nothing to tell
+    assert [e for e in bench.take() if isinstance(e, ReadElsewhere)] == []

@@ -48,6 +48,7 @@ from slm_mesh.mesh import (
     Emit,
     Granted,
     Mesh,
+    ReadElsewhere,
     UnwatchProcess,
     Waiter,
     WatchProcess,
@@ -430,6 +431,15 @@ class Broker:
                 if conn is not None:
                     detached = {"peer_id": effect.peer_id, "reason": effect.reason}
                     conn.push("peer.detached", detached)
+            elif isinstance(effect, ReadElsewhere):
+                conn = self.conns.get(effect.conn_id)
+                if conn is not None:
+                    read = {
+                        "peer_id": effect.peer_id,
+                        "ids": list(effect.ids),
+                        "unread_left": effect.unread_left,
+                    }
+                    conn.push("message.read", read)
             elif isinstance(effect, WatchProcess):
                 self.processes.watch(effect.peer_id, effect.pid)
                 self._touch_idle()

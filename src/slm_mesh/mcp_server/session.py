@@ -223,6 +223,8 @@ class MeshSession:
             # back; locks held may end meanwhile if it stays out longer than the grace.
             level = logging.INFO if params.get("available") else logging.WARNING
             log.log(level, "the shared store is %s", _store_state(params))
+        elif method == "message.read":
+            self.forget_unread()  # a hook of this agent read some: ask again next time
         elif method == "peer.detached":
             # Another connection resumed (or ended) this session; the broker says so
             # rather than leave this server to act as the person unawares.

@@ -75,6 +75,18 @@ class Detach:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadElsewhere:
+    """Messages of peer ``peer_id`` were marked read by a connection attached to it (a
+    hook): tell ``conn_id``, the connection carrying the peer, with a ``message.read``
+    notification, so a count of unread messages it keeps is not left too high."""
+
+    conn_id: ConnId
+    peer_id: str
+    ids: tuple[int, ...]
+    unread_left: int
+
+
+@dataclass(frozen=True, slots=True)
 class WatchProcess:
     """Session ``peer_id`` lives as long as process ``pid``: tell the mesh when it exits
     (:meth:`Mesh.process_exited`)."""
@@ -110,7 +122,17 @@ class Granted:
     waiter: Waiter
 
 
-Effect = Emit | Deliver | ArmTimer | DisarmTimer | Detach | Granted | WatchProcess | UnwatchProcess
+Effect = (
+    Emit
+    | Deliver
+    | ArmTimer
+    | DisarmTimer
+    | Detach
+    | Granted
+    | WatchProcess
+    | UnwatchProcess
+    | ReadElsewhere
+)
 
 
 @dataclass

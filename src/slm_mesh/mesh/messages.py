@@ -13,6 +13,9 @@ Rules:
 4. A connection without a peer is the person at the shell (:mod:`slm_mesh.person`): it
    sends as the person and reads the person's inbox. Messages to the person wait in that
    inbox, and are pushed to the connections that follow it (``message.subscribe``).
+5. Messages read by a connection that acts as a peer without carrying it (a hook attached
+   to the agent's session) are told to the connection that carries the peer (``message.read``),
+   whose count of unread messages would otherwise stay too high.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.config import MAX_RESPONSE_BODY_BYTES
-from slm_mesh.mesh.context import Context, Deliver, in_scope
+from slm_mesh.mesh.context import ConnId, Context, Deliver, ReadElsewhere, in_scope
 from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, TooLarge
 from slm_mesh.store import Row
@@ -163,7 +166,10 @@ class Messages:
         """The broker wrote these messages to their recipients' connections."""
         self.store.note_pushed(ids, now)
 
-    def inbox(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
+    def inbox(
+        self, peer_id: str, params: dict[str, Any], now: float, by: ConnId | None = None
+    ) -> dict[str, Any]:
+        """The peer's messages (``by``: the connection asking, for rule 5)."""
         sender_filter = params.get("from")
         kwargs: dict[str, Any] = {"unread_only": params["unread_only"], "limit": params["limit"]}
         if sender_filter is None:
@@ -182,10 +188,17 @@ class Messages:
                     self.store.mark_read(peer_id, unread, now)
                 for r in rows:
                     r["status"] = "read"
-        return {
-            "messages": [message_view(r) for r in rows],
-            "unread_left": self.store.unread_count(peer_id),
-        }
+        left = self.store.unread_count(peer_id)
+        if params["mark_read"] and unread:
+            self._read_elsewhere(peer_id, unread, left, by)
+        return {"messages": [message_view(r) for r in rows], "unread_left": left}
+
+    def _read_elsewhere(self, peer_id: str, ids: list[int], left: int, by: ConnId | None) -> None:
+        """Rule 5: reads by a connection that does not carry the peer are told to the one
+        that does."""
+        carrier = self.sessions.conn_of.get(peer_id)
+        if carrier is not None and carrier != by:
+            self.ctx.effects.append(ReadElsewhere(carrier, peer_id, tuple(ids), left))
 
     def _sender_id(self, who: str) -> str:
         if self.sessions.is_person(who):
@@ -194,9 +207,13 @@ class Messages:
         found = row if row is not None else self.sessions.resolve(who)
         return str(found["id"])
 
-    def ack(self, peer_id: str, ids: list[int], now: float) -> dict[str, Any]:
+    def ack(
+        self, peer_id: str, ids: list[int], now: float, by: ConnId | None = None
+    ) -> dict[str, Any]:
         with self.ctx.transaction():
             acked = self.store.mark_read(peer_id, ids, now)
+        if acked:
+            self._read_elsewhere(peer_id, ids, self.store.unread_count(peer_id), by)
         return {"acked": acked}
 
     def unread(self, peer_id: str) -> int:

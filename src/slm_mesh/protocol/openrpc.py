@@ -39,5 +39,5 @@ def openrpc_document(version: str) -> dict[str, Any]:
                 for code, name in sorted(errors.ERROR_NAMES.items())
             }
         },
-        "x-notifications": ["message", "event", "mesh.shutdown"],
+        "x-notifications": ["message", "event", "mesh.shutdown", "peer.detached", "message.read"],
     }
