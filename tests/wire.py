@@ -232,10 +232,20 @@ def broker_process(settings: Settings, *args: str, **env: str) -> Iterator[subpr
     )
     try:
         wait_for_socket(settings.socket_path, proc)
+        wait_for_started(settings.pid_path, proc)
         yield proc
     finally:
         stop_process(proc)
         log.close()
+
+
+def wait_for_started(pid_path: Path, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """The socket answers as soon as it is bound; the token, port and pid files follow a
+    moment later, the pid file last: wait for it (bounded; a test that needs the files
+    finds out by itself if they never come)."""
+    deadline = time.monotonic() + timeout
+    while not pid_path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
