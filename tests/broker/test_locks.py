@@ -4,8 +4,9 @@ import trio
 import trio.testing
 
 from slm_mesh.config import Settings
+from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol import errors
-from tests.wire import RawConn, in_process_broker
+from tests.wire import PERSON, RawConn, in_process_broker
 
 
 async def test_a_held_lock_is_refused_to_another_session_naming_the_holder(
@@ -155,3 +156,43 @@ async def test_a_waiter_that_disconnects_leaves_the_queue_at_once(settings: Sett
                 await trio.sleep(0.001)
         await a.call("lock.release", path="/r/f")
         assert (await a.call("lock.list"))["locks"] == []  # nobody was granted it
+
+
+async def test_the_person_releases_an_agents_lock_from_an_anonymous_connection(
+    settings: Settings,
+) -> None:
+    async with in_process_broker(settings) as b:
+        agent, waiter, person, watcher = [await b.connect() for _ in range(4)]
+        await agent.register("backend", cwd="/repo")
+        await waiter.register("frontend", cwd="/repo")
+        await agent.call("lock.acquire", path="src/auth.ts")
+        await watcher.call("event.subscribe", types=["lock_released", "lock_acquired"])
+        async with trio.open_nursery() as nursery:
+
+            async def wait_for_it() -> None:
+                got = await waiter.call("lock.acquire", path="/repo/src/auth.ts", wait=30)
+                assert got["lock"]["holder"] == "frontend"
+
+            nursery.start_soon(wait_for_it)
+            with trio.fail_after(5):
+                while not b.broker.mesh.locks.waiters:  # noqa: ASYNC110
+                    await trio.sleep(0.001)  # no event says "queued": poll (bounded)
+            # Without force, an anonymous connection may not release anything.
+            refused = await person.error("lock.release", path="/repo/src/auth.ts")
+            assert refused["code"] == errors.NOT_REGISTERED
+            out = await person.call(
+                "lock.release", path="/repo/src/auth.ts", holder="backend", force=True
+            )
+        assert out["released"] == 1
+        with trio.fail_after(5):
+            told = await agent.notification("message")
+        assert told["params"]["id"] == out["message_id"]
+        assert (told["params"]["from"], told["params"]["from_name"]) == (PERSON_ID, PERSON)
+        assert "released your exclusive lock on /repo/src/auth.ts" in told["params"]["body"]
+        with trio.fail_after(5):
+            released = await watcher.notification("event")
+            granted = await watcher.notification("event")
+        assert released["params"]["type"] == "lock_released"
+        assert released["params"]["data"]["released_by"] == PERSON
+        assert released["params"]["data"]["reason"] == "forced"
+        assert granted["params"]["data"]["holder"] == "frontend"

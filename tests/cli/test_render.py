@@ -107,6 +107,16 @@ def test_events_read_as_sentences() -> None:
         "data": {"from": "cli", "from_name": "cli", "to": "all", "recipients": ["a", "b"]},
     }
     assert describe(sent) == "cli → all (2 peers), text"
+    told = {
+        "type": "message_sent",
+        "data": {"from_name": "dave", "to": "ab12", "to_name": "backend", "preview": "stop"},
+    }
+    assert describe(told) == "dave → backend, text: stop"
+    forced = {
+        "type": "lock_released",
+        "data": {"path": "/r/a", "holder": "backend", "reason": "forced", "released_by": "dave"},
+    }
+    assert describe(forced) == "dave released backend's lock on /r/a (forced)"
 
 
 @pytest.mark.parametrize(

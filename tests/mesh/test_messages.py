@@ -276,3 +276,14 @@ def test_a_reply_names_an_existing_message(bench: Bench) -> None:
     with pytest.raises(errors.InvalidParams) as exc:
         bench.call(b.conn, "message.send", to="a", body="a", reply_to=first + 100)
     assert exc.value.data == {"field": "reply_to"}
+
+
+def test_the_sent_event_names_the_recipient_and_shows_the_first_line(bench: Bench) -> None:
+    a, b = bench.register("a"), bench.register("b")
+    bench.call(a.conn, "message.send", to="b", body="\n  build is green  \nsecond line")
+    long = "x" * 200
+    bench.call(a.conn, "message.send", to="all", body=long)
+    one, everyone = (e["data"] for e in bench.events("message_sent"))
+    assert (one["to"], one["to_name"], one["preview"]) == (b.peer_id, "b", "build is green")
+    assert everyone["to_name"] == "all"
+    assert everyone["preview"] == "x" * 79 + "…"

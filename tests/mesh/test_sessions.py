@@ -121,6 +121,22 @@ def test_peer_list_leaves_out_the_caller_unless_asked(bench: Bench) -> None:
     assert {p["peer_id"] for p in everyone} == {a.peer_id, b.peer_id}
 
 
+def test_peer_list_counts_each_peers_unread_messages_when_asked(bench: Bench) -> None:
+    a, b = bench.register("a"), bench.register("b")
+    assert "unread" not in bench.call(a.conn, "peer.list")["peers"][0]
+    for body in ("one", "two"):
+        bench.call(a.conn, "message.send", to="b", body=body)
+    bench.call(b.conn, "message.send", to="a", body="three")
+
+    def unread() -> dict[str, int]:
+        peers = bench.call(0, "peer.list", include_unread=True)["peers"]
+        return {p["name"]: p["unread"] for p in peers}
+
+    assert unread() == {"a": 1, "b": 2}
+    bench.call(b.conn, "message.inbox")
+    assert unread() == {"a": 1, "b": 0}
+
+
 def test_peer_list_scopes_by_directory_and_by_repo(bench: Bench) -> None:
     me = bench.register("me", cwd="/r/web", git_root="/r")
     same_dir = bench.register("same-dir", cwd="/r/web", git_root="/r")

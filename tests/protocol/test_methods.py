@@ -42,11 +42,12 @@ SESSION_METHODS = {
     "peer.whoami",
     "peer.unregister",
     "lock.acquire",
-    "lock.release",
     "lock.renew",
     "message.wait",
     "file.edited",
 }
+# lock.release needs a session too, except with force (another session's lock, released by
+# the person at the shell): the mesh checks that, so the table does not mark it.
 
 
 def test_the_table_holds_exactly_the_contract_methods() -> None:

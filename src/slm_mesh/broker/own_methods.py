@@ -83,6 +83,7 @@ def _status(broker: Broker, counts: dict[str, int], last_seq: int, size: int) ->
         "db_bytes": size,
         "idle_exit_s": broker.idle_exit_s,
         "person": broker.mesh.sessions.person_view(),
+        "activity": broker.activity.view(time.monotonic()),
     }
 
 

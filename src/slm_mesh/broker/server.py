@@ -66,6 +66,7 @@ from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import StorageError, Store
 
 from . import credentials, own_methods
+from .activity import Activity
 from .connection import Connection
 from .message_wait import MessageWaits
 from .processes import ProcessWatch, process_alive
@@ -116,6 +117,7 @@ class Broker:
         self.subscribers: dict[int, frozenset[str] | None] = {}
         self.stopping = False
         self.started_at = time.time()
+        self.activity = Activity(time.monotonic())
         self._epoch = 0.0
         self.idle_scope = trio.CancelScope()
         self.handlers_scope = trio.CancelScope()
@@ -329,6 +331,7 @@ class Broker:
         Raises:
             MeshError: any error of the contract.
         """
+        self.activity.count_call(time.monotonic())
         method = METHODS.get(name)
         if method is None:
             raise MethodNotFound(f"method not found: {name}")
@@ -399,6 +402,8 @@ class Broker:
     def fan_out(self, event: dict[str, Any]) -> None:
         """Hand an event to its subscribers (and wake who waits for messages)."""
         self._wake_message_waiters(event)
+        if event["type"] == "message_sent":  # every one in the mesh, whichever broker's
+            self.activity.count_messages(1, time.monotonic())
         for conn_id, filt in list(self.subscribers.items()):
             if filt is None or event["type"] in filt:
                 conn = self.conns.get(conn_id)

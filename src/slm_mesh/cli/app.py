@@ -251,6 +251,23 @@ def inbox(
     return outcome.run(lambda out: cmd_peers.inbox(out, all_, peek, max(1, limit), follow), as_json)
 
 
+@app.command(group=TALK)
+def top() -> int:
+    """Watch the mesh live, full screen, and step in.
+
+    Peers (agent, repository and branch, status, summary, unread messages), locks (holder,
+    expiry, waiters), messages and events, as they happen, under a header with the broker
+    and its calls/s and messages/min. Keys: Tab moves between panes, ``/`` filters, ``m``
+    messages the selected peer (``M``: everyone), ``r`` releases the selected lock after
+    asking (its holder is told by a message, the event log records that you released it),
+    ``i`` shows a peer's details, ``?`` lists the keys, ``q`` quits. Waits for a broker
+    when none is running, and comes back when it restarts. ``NO_COLOR`` is honoured.
+    """
+    from slm_mesh.cli import cmd_top
+
+    return outcome.run(cmd_top.top, False)
+
+
 # -- state, locks and events (cli.app_shared) -------------------------------------------
 
 app.command(app_shared.state_app)

@@ -183,7 +183,8 @@ def lock_release(
     """Release locks held by ``slm-mesh lock acquire`` on this machine.
 
     The holding process sees the release and exits. Locks of agents are theirs to
-    release; they also end with the agent's session or their TTL.
+    release; they also end with the agent's session or their TTL, and ``slm-mesh top``
+    can release one (``r``), telling the agent.
     """
     from slm_mesh.cli import cmd_lock
 

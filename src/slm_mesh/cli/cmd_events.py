@@ -148,8 +148,12 @@ def describe(event: dict[str, Any], out: Output | None = None) -> str:
     if kind == "message_sent":
         recipients = d.get("recipients") or []
         to = "all" if d.get("to") == "all" else str(d.get("to"))
+        if to != "all" and d.get("to_name"):
+            to = str(d["to_name"])
         count = f" ({len(recipients)} peers)" if to == "all" else ""
-        return f"{who(d.get('from_name') or d.get('from'))} → {to}{count}, {d.get('type', 'text')}"
+        said = f": {d['preview']}" if d.get("preview") else ""
+        sender = who(d.get("from_name") or d.get("from"))
+        return f"{sender} → {to}{count}, {d.get('type', 'text')}{said}"
     if kind == "state_changed":
         return (
             f"{d.get('namespace')}/{d.get('key')} set by {who(d.get('updated_by'))} "
@@ -168,5 +172,7 @@ def describe(event: dict[str, Any], out: Output | None = None) -> str:
             )
         if kind == "lock_expired":
             return f"lock of {holder} on {path} expired"
+        if d.get("released_by"):
+            return f"{who(d['released_by'])} released {holder}'s lock on {path} (forced)"
         return f"{holder} released {path} ({d.get('reason', 'released')})"
     return str(d)

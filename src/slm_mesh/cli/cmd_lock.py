@@ -12,11 +12,13 @@ Rules:
    COMMAND; Ctrl-C reaches COMMAND from the terminal, and the lock is held until COMMAND
    has exited. Without COMMAND it holds the lock until Ctrl-C, or until ``lock release``
    releases it from another shell.
-3. A lock belongs to its session, and the broker lets only that session release it.
-   ``lock release`` therefore resumes the session of a ``lock acquire`` holder on this
-   machine (saved by :mod:`slm_mesh.cli.shell_sessions`), releases the lock and ends that
-   session; the holder sees the ``lock_released`` event and exits. Agents' locks end when
-   the agent releases them, its session ends, or their TTL runs out.
+3. A lock belongs to its session, and without ``force`` the broker lets only that session
+   release it. ``lock release`` therefore resumes the session of a ``lock acquire`` holder
+   on this machine (saved by :mod:`slm_mesh.cli.shell_sessions`), releases the lock and
+   ends that session; the holder sees the ``lock_released`` event and exits. Agents' locks
+   end when the agent releases them, its session ends, or their TTL runs out, or when the
+   person releases one from ``slm-mesh top`` (``lock.release`` with ``force``; the agent
+   is told by a message).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from slm_mesh.mesh.messages import Messages
 from slm_mesh.mesh.sessions import Sessions
 from slm_mesh.mesh.shared_state import SharedState
 from slm_mesh.person import PERSON_ID
-from slm_mesh.protocol.errors import MethodNotFound, NotRegistered
+from slm_mesh.protocol.errors import InvalidParams, MethodNotFound, NotRegistered
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import Store
 
@@ -100,7 +100,7 @@ class Mesh:
             "state.delete": lambda c, p, a, n: self.state.delete(self._author(p), a, n),
             "state.list": lambda c, p, a, n: self.state.list(a, n),
             "lock.acquire": lambda c, p, a, n: self.locks.acquire(_me(p), a, n),
-            "lock.release": lambda c, p, a, n: self.locks.release(_me(p), a, n),
+            "lock.release": lambda c, p, a, n: self._release(p, a, n),
             "lock.renew": lambda c, p, a, n: self.locks.renew(_me(p), a, n),
             "lock.list": lambda c, p, a, n: self.locks.list_locks(a, n),
             "lock.check": self._check,
@@ -235,6 +235,48 @@ class Mesh:
 
     def last_seq(self) -> int:
         return self.store.last_seq()
+
+    # -- locks released by someone else ---------------------------------------------------
+
+    def _release(self, peer_id: str | None, params: dict[str, Any], now: float) -> Any:
+        if params["force"]:
+            return self._release_forced(peer_id, params, now)
+        if params.get("holder") is not None:
+            raise InvalidParams("force", "releasing another session's lock needs force: true")
+        if peer_id is None:
+            raise NotRegistered(
+                "lock.release needs a session: call peer.register first "
+                "(or give force: true and the holder)"
+            )
+        return self.locks.release(peer_id, params, now)
+
+    def _release_forced(
+        self, caller: str | None, params: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        """Release ``holder``'s lock on ``path`` for whoever asks (the person at the shell,
+        on an anonymous connection): the event names them, and the holder gets a message
+        saying who released which lock, so it does not go on as if it still held it."""
+        if params["all"]:
+            raise InvalidParams("all", "force releases one lock: give its path and holder")
+        if not params.get("path"):
+            raise InvalidParams("path", "force needs the path of the lock")
+        if not params.get("holder"):
+            raise InvalidParams("holder", "force needs the holder (peer id or name)")
+        holder = self.sessions.resolve(params["holder"])
+        by = self._author(caller)
+        with self.ctx.transaction():
+            lock = self.locks.release_forced(caller, holder["id"], params["path"], by, now)
+            if lock is None:
+                return {"released": 0, "holder": holder["name"]}
+            result: dict[str, Any] = {"released": 1, "holder": holder["name"]}
+            if holder["id"] != caller:
+                body = f"{by} released your {lock['mode']} lock on {lock['path']}"
+                if params.get("reason"):
+                    body += f": {params['reason']}"
+                note = {"to": holder["id"], "body": body, "type": "alert"}
+                result["message_id"] = self.messages.send(caller, note, now)["ids"][0]
+        self.locks.grant_waiters(now)
+        return result
 
     # -- helpers -------------------------------------------------------------------------
 

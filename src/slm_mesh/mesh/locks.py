@@ -15,9 +15,11 @@ Rules:
    shared requests can't starve an exclusive one. Waiters are granted in order as locks
    end; each broker grants the requests of its own callers (:attr:`Locks.mine`), while
    the others' still hold their place in the queue.
-4. A lock ends at the first of: ``lock.release``, its TTL (the broker's timer calls
-   :meth:`Locks.expire`), or its session being gone. Each grant, release and expiry emits
-   an event. A lock past its TTL whose timer has not fired yet already counts as ended.
+4. A lock ends at the first of: ``lock.release`` (by its session, or forced for it by
+   someone else: the person at the shell freeing a lock an agent left behind), its TTL (the
+   broker's timer calls :meth:`Locks.expire`), or its session being gone. Each grant,
+   release and expiry emits an event; a forced release says by whom (``released_by``).
+   A lock past its TTL whose timer has not fired yet already counts as ended.
 5. Invariant, checked under contention by the tests: never two overlapping exclusive
    holders, never an exclusive and a shared holder overlapping.
 6. The store holds the locks and the queue; nothing here keeps a copy, so every broker
@@ -299,6 +301,19 @@ class Locks:
         self.grant_waiters(now)
         return {"released": len(rows)}
 
+    def release_forced(
+        self, caller: str | None, holder_id: str, raw_path: str, by: str, now: float
+    ) -> dict[str, Any] | None:
+        """End ``holder_id``'s lock on ``raw_path`` (taken against the caller's cwd) for
+        ``by``; the view of the lock, or None when it holds none there. The caller grants
+        the waiters once its transaction is over."""
+        row = self.store.get_lock(self._where(caller, raw_path)["path"], holder_id)
+        if row is None:
+            return None
+        view = self.view(row)
+        self._end(row, "lock_released", "forced", now, released_by=by)
+        return view
+
     def renew(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
         path = self._where(peer_id, params["path"])["path"]
         row = self.store.get_lock(path, peer_id)
@@ -329,15 +344,32 @@ class Locks:
             self._end(row, "lock_released", "session_gone", now)
         self.grant_waiters(now)
 
-    def _end(self, row: Row, event: str, reason: str, now: float) -> None:
+    def _end(self, row: Row, event: str, reason: str, now: float, **extra: Any) -> None:
         self.store.delete_lock(row["path"], row["peer_id"])
-        self.ctx.emit(event, {**self.view(row), "reason": reason}, now)
+        self.ctx.emit(event, {**self.view(row), "reason": reason, **extra}, now)
         self.ctx.effects.append(DisarmTimer("lock", (row["path"], row["peer_id"])))
 
     def list_locks(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         prefix = params.get("prefix")
         rows = sorted(self._live_rows(now), key=lambda r: (r["path"], r["acquired_at"]))
-        return {"locks": [self.view(r) for r in rows if not prefix or r["path"].startswith(prefix)]}
+        waiters = self.store.waiters() if rows else []
+        return {
+            "locks": [
+                {**self.view(r), "waiters": self._waiting_on(r, waiters)}
+                for r in rows
+                if not prefix or r["path"].startswith(prefix)
+            ]
+        }
+
+    def _waiting_on(self, row: Row, waiters: list[Row]) -> int:
+        """How many queued requests of other sessions this lock stands in the way of."""
+        return sum(
+            1
+            for w in waiters
+            if w["peer_id"] != row["peer_id"]
+            and _incompatible(w["mode"], row["mode"])
+            and overlap(w, row)
+        )
 
     def own_covering(self, peer_id: str, path: str, now: float) -> Row | None:
         """This session's live lock on ``path`` or on a glob covering it, if any."""

@@ -49,6 +49,17 @@ def message_view(row: Row) -> dict[str, Any]:
     }
 
 
+PREVIEW_CHARS = 80
+
+
+def preview(body: str) -> str:
+    """The first non-blank line of ``body``, cut to :data:`PREVIEW_CHARS` (with "…"), for
+    the ``message_sent`` event: enough for a person watching the mesh to see what was said,
+    never the whole body (that stays in the recipient's inbox)."""
+    line = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
+    return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
+
+
 def within_budget(rows: list[Row], budget: int) -> list[Row]:
     """The first rows whose bodies fit in ``budget`` bytes (always at least one), so an
     answer stays well under the line cap however large the messages; the rest wait for
@@ -115,8 +126,10 @@ class Messages:
                         "from": sender_id,
                         "from_name": sender_name,
                         "to": "all" if broadcast else recipients[0]["id"],
+                        "to_name": "all" if broadcast else recipients[0]["name"],
                         "recipients": [peer["id"] for peer, _ in sent],
                         "type": params["type"],
+                        "preview": preview(body),
                     },
                     now,
                 )

@@ -440,6 +440,9 @@ class Sessions:
         rows = [r for r in rows if in_scope(r, scope, anchor, self.ctx.host)]
         if not params["include_self"]:
             rows = [r for r in rows if r["id"] != caller]
+        if params["include_unread"]:
+            unread = self.store.unread_count
+            return {"peers": [{**self.view(r), "unread": unread(r["id"])} for r in rows]}
         return {"peers": [self.view(r) for r in rows]}
 
     def unregister(self, conn_id: ConnId, now: float) -> dict[str, Any]:

@@ -83,9 +83,10 @@ METHOD_LIST: tuple[Method, ...] = (
     Method("mesh.ping", "Liveness check.", (), '"pong"'),
     Method(
         "mesh.status",
-        "Broker pid, version, uptime, listeners, counts and db size.",
+        "Broker pid, version, uptime, listeners, counts, db size, and activity: calls "
+        "answered and messages sent since the start and in each of the last 15 minutes.",
         (),
-        "{pid, version, uptime_s, listeners, counts, db_bytes}",
+        "{pid, version, uptime_s, listeners, counts, db_bytes, activity}",
     ),
     Method("mesh.shutdown", "Stop the broker (same uid only).", (), "{}"),
     Method(
@@ -158,6 +159,12 @@ METHOD_LIST: tuple[Method, ...] = (
             Param("repo", "string", "repository identity for scope=repo", max_chars=MAX_PATH_CHARS),
             Param("include_self", "boolean", "include the calling peer", default=False),
             Param("include_away", "boolean", "include peers in their grace period", default=True),
+            Param(
+                "include_unread",
+                "boolean",
+                "add each peer's count of unread messages (unread)",
+                default=False,
+            ),
         ),
         "{peers}",
     ),
@@ -305,13 +312,27 @@ METHOD_LIST: tuple[Method, ...] = (
     ),
     Method(
         "lock.release",
-        "Release a lock (or all of this session's).",
+        "Release a lock (or all of this session's). Needs a session, except with force: "
+        "then the lock of another session (holder) is released, the event records by whom, "
+        "and the holder is told by a message.",
         (
             Param("path", "string", "path or glob as acquired", max_chars=MAX_PATH_CHARS),
             Param("all", "boolean", "release every lock of this session", default=False),
+            Param(
+                "holder",
+                "string",
+                "with force: the session holding the lock (peer id or name)",
+                max_chars=128,
+            ),
+            Param(
+                "force",
+                "boolean",
+                "release holder's lock on path, though this connection does not hold it",
+                default=False,
+            ),
+            Param("reason", "string", "with force: why, told to the holder", max_chars=500),
         ),
-        "{released}",
-        session=True,
+        "{released, holder?, message_id?}",
     ),
     Method(
         "lock.renew",
@@ -325,7 +346,7 @@ METHOD_LIST: tuple[Method, ...] = (
     ),
     Method(
         "lock.list",
-        "List held locks.",
+        "List held locks, each with how many queued requests wait on it (waiters).",
         (Param("prefix", "string", "only paths starting with this", max_chars=MAX_PATH_CHARS),),
         "{locks}",
     ),
