@@ -81,6 +81,13 @@ DEFAULT_MESH_NAME = "default"
 DEFAULT_LEASE_S = 10 * SECONDS
 
 
+# Exit statuses of a broker that can't start (sysexits.h). Restarting it would fail the same
+# way until someone acts, so the systemd unit lists them in RestartPreventExitStatus=.
+EXIT_CANT_START_STORAGE = 74  # EX_IOERR: the disk is full, read-only, or failing
+EXIT_CANT_START_CONFIG = 78  # EX_CONFIG: a bad data dir, a database it can't use, a bad address
+EXIT_CANT_START = (EXIT_CANT_START_STORAGE, EXIT_CANT_START_CONFIG)
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from slm_mesh.config import Settings
+from slm_mesh.config import EXIT_CANT_START_CONFIG, Settings
 from slm_mesh.protocol import errors
 from tests.wire import broker_process, in_process_broker
 
@@ -145,5 +145,5 @@ def test_tcp_on_a_non_loopback_address_is_refused_at_startup(settings: Settings)
         capture_output=True,
         timeout=30,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_CANT_START_CONFIG  # not restarted by the systemd unit
     assert b"loopback" in proc.stderr

@@ -25,6 +25,8 @@ STATUS_FIELDS = (
     "counts",
     "db_bytes",
     "idle_exit_s",
+    "lifetime",
+    "person",
 )
 COUNT_FIELDS = (
     "peers",
@@ -53,10 +55,12 @@ def test_status_json_describes_the_running_broker(
     assert doc["data_dir"] == str(settings.data_dir)
     assert doc["db_bytes"] > 0
     assert doc["idle_exit_s"] is None  # started by hand, without --idle-exit
+    assert doc["lifetime"] == "until-stopped"
     has_fields(doc["counts"], COUNT_FIELDS)
     assert doc["counts"]["peers"] == 0
     assert doc["counts"]["connections"] >= 1  # the CLI itself (and maybe a closing probe)
     assert "started" not in doc
+    assert doc["warm"] is None  # no agent session has started one
 
 
 def test_status_text_is_aligned_and_plain_when_piped(
@@ -70,7 +74,7 @@ def test_status_text_is_aligned_and_plain_when_piped(
     assert labels[:3] == ["address", "listening", "data dir"]
     value_columns = {len(line) - len(line[2:].split("  ", 1)[1].lstrip()) for line in lines}
     assert len(value_columns) == 1  # every value starts in the same column
-    assert f"address    unix:{settings.socket_path}" in out
+    assert f"address       unix:{settings.socket_path}" in out
 
 
 @pytest.mark.parametrize(
@@ -112,14 +116,19 @@ def test_json_errors_are_a_document_on_stdout_too(cli: Cli) -> None:
     assert error["data"] is None
 
 
-def test_bare_slm_mesh_starts_a_broker_that_exits_when_idle(cli: Cli, settings: Settings) -> None:
+def test_bare_slm_mesh_starts_a_broker_that_runs_until_stopped(
+    cli: Cli, settings: Settings
+) -> None:
+    """Idle exit is for brokers agents start: the one a person starts stays (issue 13)."""
     done = cli.run("--json", SLM_MESH_IDLE_EXIT_S="30")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     try:
         has_fields(doc, (*STATUS_FIELDS, "started"))
         assert doc["started"] is True
-        assert doc["idle_exit_s"] == 30.0
+        assert doc["idle_exit_s"] is None
+        assert doc["lifetime"] == "until-stopped"
+        assert "runs until `slm-mesh stop`" in cli.ok("status")
         assert doc["address"] == f"unix:{settings.socket_path}"
         again = cli.json()
         assert again["started"] is False
@@ -138,7 +147,7 @@ def test_start_runs_a_broker_until_stop(cli: Cli, settings: Settings) -> None:
         assert cli.json("start")["started"] is False
         assert cli.json("status")["pid"] == started["pid"]
         stopped = cli.json("stop")
-        assert stopped == {"stopped": True, "pid": started["pid"]}
+        assert stopped == {"stopped": True, "pid": started["pid"], "warm_pid": None}
         # stop returned only once the broker let go of its data dir
         assert not settings.socket_path.exists()
         assert not settings.pid_path.exists()
@@ -154,6 +163,8 @@ def test_start_with_idle_exit_says_so(cli: Cli) -> None:
     try:
         assert f"started broker pid {pid}" in done.stdout
         assert "exits 45 s after its last connection closes" in done.stdout
+        assert cli.json("status")["lifetime"] == "idle-exit"
+        assert "exits 45 s after its last connection closes" in cli.ok("status")
     finally:
         stop_detached(pid)
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from slm_mesh.cli import units
-from slm_mesh.config import Settings
+from slm_mesh.config import EXIT_CANT_START, Settings
 from tests.cli.conftest import Cli, has_fields, wait_until
 from tests.wire import broker_process, stop_process
 
@@ -200,6 +200,35 @@ def test_systemd_analyze_verifies_the_contrib_units(tmp_short: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # not even a warning (unknown keys only warn)
+
+
+@needs_systemd_analyze
+def test_a_broker_that_cannot_start_is_not_restarted_by_its_unit(
+    tmp_short: Path, settings: Settings
+) -> None:
+    """The statuses of a broker that can't start (a bad data dir here) are the unit's
+    RestartPreventExitStatus=, and systemd takes the key as written (issue 13)."""
+    settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.write_text("a file where the data dir should be")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_MESH_")}
+    env["SLM_MESH_DATA_DIR"] = str(settings.data_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "slm_mesh", "broker"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode not in (0, 1), done.stderr
+    service = parse_unit((REPO / "contrib/systemd/slm-mesh.service").read_text())
+    prevented = {int(s) for s in value(service, "Service", "RestartPreventExitStatus").split()}
+    assert done.returncode in prevented
+    assert prevented == set(EXIT_CANT_START)
+    home = _home_with_slm_mesh(tmp_short)
+    unit_dir = tmp_short / "units"
+    unit_dir.mkdir()
+    (unit_dir / units.SOCKET_UNIT).write_text(units.socket_unit(units.CONTRIB_LISTEN))
+    unit = unit_dir / units.SERVICE_UNIT
+    unit.write_text(units.service_unit(f"{home}/.local/bin/slm-mesh broker"))
+    verified = _verify([unit_dir / units.SOCKET_UNIT, unit], tmp_short, home)
+    assert verified.returncode == 0, verified.stderr
+    assert "RestartPreventExitStatus" not in verified.stderr  # a key systemd knows
 
 
 @needs_systemd_analyze
@@ -416,6 +445,24 @@ def test_service_status_reports_files_and_the_managers_view(
     (unit_dir / units.SERVICE_UNIT).write_text("[Service]\nExecStart=/bin/true\n")
     stale = service_cli.ok("service", "status", "--platform", "systemd")
     assert "differs from what `slm-mesh service install` would write now" in stale
+
+
+def test_service_status_without_a_user_manager_says_what_that_means(
+    service_cli: Cli, fake_ctl: tuple[Path, Path]
+) -> None:
+    _, log = fake_ctl
+    service_cli.ok("service", "install", "--platform", "systemd", "--no-enable")
+    log.with_suffix(".status").write_text("1")
+    log.with_suffix(".stderr").write_text("Failed to connect to bus: No medium found\n")
+    done = service_cli.run("service", "status", "--platform", "systemd")
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout
+    assert "socket active: unknown" in done.stdout
+    assert "no systemd user manager is running for you" in done.stderr
+    assert "start one on demand" in done.stderr
+    assert "loginctl enable-linger" in done.stderr
+    doc = service_cli.json("service", "status", "--platform", "systemd")
+    assert doc["manager_error"] == "Failed to connect to bus: No medium found"
 
 
 def test_service_uninstall_disables_then_removes(

@@ -305,6 +305,12 @@ def test_state_compare_and_set_conflict_exits_1_with_the_version(
     assert error["code"] == -32004
     assert error["data"] == {"version": 2}
     assert "version is 2, not 1" in done.stderr
+    # ... and says what to do about it.
+    text = cli.run("state", "set", "k", "c", "--if-version", "1").stderr
+    assert "read it again (`slm-mesh state get k`)" in text
+    assert "retry with --if-version 2" in text
+    gone = cli.run("state", "delete", "nothing", "--if-version", "3").stderr
+    assert "retry with --if-version 0" in gone
 
 
 def test_a_bad_key_is_refused_clearly(cli: Cli, broker: subprocess.Popen[bytes]) -> None:

@@ -22,7 +22,7 @@ import trio
 import trio.testing
 
 from slm_mesh.broker.files import StartupError, check_loopback
-from slm_mesh.config import Limits, Settings
+from slm_mesh.config import EXIT_CANT_START_CONFIG, Limits, Settings
 from slm_mesh.protocol import errors
 from tests.wire import broker_env, broker_process, in_process_broker
 
@@ -73,7 +73,7 @@ def test_a_data_dir_owned_by_another_user_is_refused(settings: Settings) -> None
         capture_output=True,
         timeout=30,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_CANT_START_CONFIG  # not restarted by the systemd unit
     assert f"uid {NOBODY}".encode() in proc.stderr
     assert not settings.db_path.exists()  # nothing written into someone else's folder
 
@@ -100,7 +100,7 @@ def test_tcp_on_an_ipv6_wildcard_is_refused_at_startup(settings: Settings) -> No
         capture_output=True,
         timeout=30,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_CANT_START_CONFIG  # not restarted by the systemd unit
     assert b"loopback" in proc.stderr
     assert not settings.socket_path.exists()  # it did not half-start
 

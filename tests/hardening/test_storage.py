@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from slm_mesh.config import Settings
+from slm_mesh.config import EXIT_CANT_START, EXIT_CANT_START_STORAGE, Settings
 from slm_mesh.protocol import errors
 from slm_mesh.store import SCHEMA_VERSION, SQLiteStore, Store
 from tests.hardening.disk import Disk
@@ -56,14 +56,20 @@ def running(settings: Settings, disk: Disk | None = None) -> Iterator[Any]:
         proc.stderr.close()
 
 
-def refused(settings: Settings, disk: Disk | None = None, *, full: bool = False) -> str:
-    """Start a broker that must refuse to run: its exit status is 1, its message returned."""
+def refused(
+    settings: Settings, disk: Disk | None = None, *, full: bool = False, status: int = 0
+) -> str:
+    """Start a broker that must refuse to run: its exit status says it can't start (one of
+    ``EXIT_CANT_START``, which the systemd unit does not restart; ``status`` if given),
+    its message returned."""
     proc = start(settings, disk, full=full)
     try:
         _, err = proc.communicate(timeout=30)
     finally:
         stop_process(proc)
-    assert proc.returncode == 1, err
+    assert proc.returncode in EXIT_CANT_START, err
+    if status:
+        assert proc.returncode == status, err
     text: str = err.decode()
     assert "Traceback" not in text, text
     assert text.count("\n") == 1, text  # one line saying what is wrong and what to do
@@ -79,7 +85,7 @@ def test_a_full_disk_at_start_is_refused_saying_so_not_calling_the_database_corr
 ) -> None:
     if disk.mounted:
         disk.fill()
-    message = refused(settings, disk, full=True)
+    message = refused(settings, disk, full=True, status=EXIT_CANT_START_STORAGE)
     assert "full" in message or "I/O" in message, message
     assert "aside" not in message  # never the advice to throw the database away
 
@@ -178,8 +184,9 @@ def test_a_database_damaged_inside_is_refused_at_start_with_advice(settings: Set
 
 
 def test_a_refused_start_is_not_retried_by_the_broker_itself(settings: Settings) -> None:
-    """The broker exits with status 1 once: a crash loop would be its own doing only if it
-    restarted itself, and nothing it leaves behind blocks the start after the fix."""
+    """The broker exits once, with a status its systemd unit does not restart: a crash loop
+    would be its own doing only if it restarted itself, and nothing it leaves behind blocks
+    the start after the fix."""
     settings.data_dir.mkdir(mode=0o700)
     settings.db_path.write_bytes(b"not a database" * 100)
     refused(settings)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from slm_mesh.mcp_server import channel
+from slm_mesh.mcp_server import channel, views
 
 MESSAGE: dict[str, Any] = {
     "id": 7,
@@ -86,6 +86,23 @@ def test_an_event_comes_from_the_mesh_itself() -> None:
     assert pushed["content"] == 'lock_acquired: {"path":"/a"}'
     assert pushed["meta"]["from"] == "slm-mesh"
     assert pushed["meta"]["type"] == "event"
+
+
+def test_times_in_an_events_data_are_iso_8601_like_every_other_time() -> None:
+    lock = {"path": "/a", "acquired_at": 1_700_000_000.5, "expires_at": 1_700_000_600}
+    event = {"seq": 9, "type": "lock_acquired", "ts": 1_700_000_000.5, "data": lock}
+    pushed = channel.event_notification(event)
+    assert pushed["content"] == (
+        'lock_acquired: {"path":"/a","acquired_at":"2023-11-14T22:13:20Z",'
+        '"expires_at":"2023-11-14T22:23:20Z"}'
+    )
+    assert pushed["meta"]["sent_at"] == "2023-11-14T22:13:20Z"
+    nested = views.with_iso_times({"holders": [{"expires_at": 0}], "renewed": True, "n_at": "x"})
+    assert nested == {
+        "holders": [{"expires_at": "1970-01-01T00:00:00Z"}],
+        "renewed": True,
+        "n_at": "x",
+    }
 
 
 def test_the_unread_notice_counts_what_waits() -> None:

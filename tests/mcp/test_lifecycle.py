@@ -39,6 +39,10 @@ async def test_the_server_registers_as_the_agent_in_its_directory(
     assert peer["peer_id"] == you["peer_id"]
     assert peer["cwd"] == str(tmp_short)
     assert peer["pid"] == os.getpid()  # the agent: the process that started the server
+    # tmp_short is in no git repository: scope=repo says so, and what works instead.
+    refused = await agent.error("mesh_peers", scope="repo")
+    assert "this session is not inside a git repository" in refused
+    assert "scope=machine or scope=directory work" in refused
 
 
 async def test_stdin_closing_or_sigterm_ends_the_server_within_a_second_and_it_leaves(
@@ -119,3 +123,15 @@ async def test_a_crashed_server_started_again_by_its_agent_takes_its_name_back_a
     assert held["yours"]["path"].endswith("src/api.py")
     (peer,) = await peers_at_broker(settings)
     assert peer["connected"] is True
+
+
+async def test_a_broker_an_agent_starts_exits_when_idle_and_says_so(
+    mesh: Mesh, settings: Settings
+) -> None:
+    agent = await mesh.start("first")
+    broker = (await agent.ok("mesh_status"))["broker"]
+    assert broker["lifetime"] == "idle-exit"  # agents' brokers go when the agents do
+    with trio.fail_after(10):
+        async with MeshClient.open(settings) as client:
+            status = await client.call("mesh.status", {})
+    assert status["idle_exit_s"] == settings.idle_exit_s

@@ -3,6 +3,9 @@ at the end of every tool result until it reads them. Pushing never marks a messa
 
 from __future__ import annotations
 
+import json
+import re
+
 import trio
 
 from tests.mcp.harness import Mesh, texts
@@ -95,6 +98,12 @@ async def test_subscribed_events_are_pushed_as_channel_notifications(mesh: Mesh)
     assert pushed.meta["from"] == "slm-mesh"
     assert pushed.content.startswith("lock_acquired: ")
     assert '"holder":"worker"' in pushed.content
+    # Times as every other result shows them: ISO 8601, never epoch numbers.
+    data = json.loads(pushed.content.removeprefix("lock_acquired: "))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["expires_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["acquired_at"])
+    read = await watcher.ok("mesh_events", types=["lock_acquired"], after=0)
+    assert read["events"][-1]["data"]["expires_at"] == data["expires_at"]
 
     await watcher.ok("mesh_events", action="unsubscribe")
     await worker.ok("mesh_lock", action="lock", filePath="src/other.ts")

@@ -383,3 +383,18 @@ def test_a_resume_token_takes_the_name_back_within_the_grace(bench: Bench) -> No
     bench.disconnect(peer.conn)
     back = bench.resume(peer, name="backend")
     assert (back.peer_id, back.name) == (peer.peer_id, "backend")
+
+
+def test_scope_repo_outside_a_git_repository_says_so_and_which_scopes_work(
+    bench: Bench,
+) -> None:
+    loose = bench.register("loose", cwd="/tmp/scratch")  # joined with no git_root
+    with pytest.raises(errors.InvalidParams) as exc:
+        bench.call(loose.conn, "peer.list", scope="repo")
+    assert exc.value.code == errors.INVALID_PARAMS
+    assert "not inside a git repository" in exc.value.message
+    assert "scope=machine or scope=directory" in exc.value.message
+    assert bench.call(loose.conn, "peer.list", scope="directory") == {"peers": []}
+    with pytest.raises(errors.InvalidParams) as anonymous:
+        bench.call(bench.new_conn(), "peer.list", scope="repo")
+    assert "give git_root" in anonymous.value.message

@@ -33,7 +33,7 @@ import math
 import os
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -47,7 +47,20 @@ from slm_mesh.protocol.jsonrpc import Batch, Call, Invalid
 from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from .server import Broker
+    from slm_mesh.config import Settings
+
+
+class CallTarget(Protocol):
+    """What a connection needs of the broker: its settings, a way to run a call, and a
+    place to report messages written to the peer (the broker is one; tests may pass
+    another)."""
+
+    settings: Settings
+
+    def call(self, conn: Connection, name: str, raw_params: Any) -> Any: ...
+
+    def messages_pushed(self, ids: list[int]) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +82,9 @@ class Outgoing:
 
 
 class Connection:
-    def __init__(self, broker: Broker, conn_id: int, stream: trio.SocketStream, kind: str) -> None:
+    def __init__(
+        self, broker: CallTarget, conn_id: int, stream: trio.SocketStream, kind: str
+    ) -> None:
         self.broker = broker
         self.id = conn_id
         self.stream = stream

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import secrets
@@ -13,7 +14,13 @@ from pathlib import Path
 
 import trio
 
-from slm_mesh.config import MAX_CONNECTIONS_PER_UID, TCP_HOST, Settings
+from slm_mesh.config import (
+    EXIT_CANT_START_CONFIG,
+    EXIT_CANT_START_STORAGE,
+    MAX_CONNECTIONS_PER_UID,
+    TCP_HOST,
+    Settings,
+)
 from slm_mesh.store import SchemaError, StorageError, Store, StoreUnreachable
 
 from . import credentials
@@ -104,7 +111,9 @@ def run_broker(
     tcp_host: str = TCP_HOST,
 ) -> int:
     """Run a broker in the foreground until it is stopped. Returns the exit status: 0 also
-    when another broker already runs (it says which)."""
+    when another broker already runs (it says which); when it can't start, 74 for storage
+    trouble (disk full, read-only, I/O) and 78 for a bad data dir, database or address, which
+    a restart would not cure (``config.EXIT_CANT_START``); 1 for anything else."""
     os.umask(0o077)  # the db, its WAL and the log are nobody else's business
     try:
         ensure_private_dir(settings.data_dir)
@@ -115,13 +124,21 @@ def run_broker(
         return 0
     except (StartupError, OSError) as exc:
         print(f"slm-mesh: can't start the broker: {exc}", file=sys.stderr)
-        return 1
+        return _exit_status(exc, setting_up_data_dir=True)
     bound_unix: Path | None = None
     written: list[Path] = []
     store: Store | None = None
     try:
         store = open_store(settings)
+        # The token and pid files exist before anyone can connect: a client that sees the
+        # socket answer finds them (and `clean` after a SIGKILL finds what it left).
+        token = credentials.new_token()
+        write_private(settings.token_path, token)
+        written.append(settings.token_path)
+        write_private(settings.pid_path, f"{os.getpid()}\n")
+        written.append(settings.pid_path)
         sockets = activation_sockets()
+        activated = bool(sockets)
         if not sockets:
             if unix_path_fits(settings.socket_path):
                 sockets.append(bind_unix(settings.socket_path, MAX_CONNECTIONS_PER_UID))
@@ -133,9 +150,6 @@ def run_broker(
                 tcp = True
             if tcp:
                 sockets.append(bind_tcp(tcp_host, settings.tcp_port, MAX_CONNECTIONS_PER_UID))
-        token = credentials.new_token()
-        write_private(settings.token_path, token)
-        written.append(settings.token_path)
         tcp_ports = [s.getsockname()[1] for s in sockets if s.family != socket.AF_UNIX]
         if tcp_ports:
             write_private(settings.port_path, f"{tcp_ports[0]}\n")
@@ -143,9 +157,9 @@ def run_broker(
         else:
             with contextlib.suppress(FileNotFoundError):
                 settings.port_path.unlink()
-        write_private(settings.pid_path, f"{os.getpid()}\n")
-        written.append(settings.pid_path)
-        broker = Broker(settings, store, sockets, idle_exit_s=idle_exit_s, token=token)
+        broker = Broker(
+            settings, store, sockets, idle_exit_s=idle_exit_s, token=token, activated=activated
+        )
         log.info(
             "listening on %s (data dir %s)",
             ", ".join(str(s.getsockname()) for s in sockets),
@@ -156,7 +170,7 @@ def run_broker(
         return 0
     except (StartupError, SchemaError, StorageError, StoreUnreachable, OSError) as exc:
         print(f"slm-mesh: can't start the broker: {exc}", file=sys.stderr)
-        return 1
+        return _exit_status(exc)
     finally:
         if bound_unix is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -167,3 +181,16 @@ def run_broker(
         if store is not None:
             store.close()
         lock.release()
+
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def _exit_status(exc: Exception, *, setting_up_data_dir: bool = False) -> int:
+    """The exit status of a broker that can't start because of ``exc`` (see run_broker):
+    storage trouble, or a data dir, database or address that a restart would not cure."""
+    if isinstance(exc, StorageError) or (isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS):
+        return EXIT_CANT_START_STORAGE
+    if isinstance(exc, StartupError | SchemaError) or setting_up_data_dir:
+        return EXIT_CANT_START_CONFIG
+    return 1

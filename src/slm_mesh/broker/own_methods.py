@@ -82,9 +82,20 @@ def _status(broker: Broker, counts: dict[str, int], last_seq: int, size: int) ->
         "counts": counts,
         "db_bytes": size,
         "idle_exit_s": broker.idle_exit_s,
+        "lifetime": lifetime(broker),
         "person": broker.mesh.sessions.person_view(),
         "activity": broker.activity.view(time.monotonic()),
     }
+
+
+def lifetime(broker: Broker) -> str:
+    """How long this broker runs: ``service`` (a service manager started it on a
+    connection: socket activation), ``idle-exit`` (started for an agent, or with
+    ``--idle-exit``: it exits ``idle_exit_s`` after its last connection closes), or
+    ``until-stopped`` (started from the shell: it runs until ``slm-mesh stop``)."""
+    if broker.activated:
+        return "service"
+    return "until-stopped" if broker.idle_exit_s is None else "idle-exit"
 
 
 def shutdown(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:

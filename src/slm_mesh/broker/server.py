@@ -89,6 +89,7 @@ class Broker:
         *,
         idle_exit_s: float | None = None,
         token: str | None = None,
+        activated: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -110,6 +111,7 @@ class Broker:
         self.message_waits = MessageWaits()
         self.sockets = listeners
         self.idle_exit_s = idle_exit_s
+        self.activated = activated  # took its listeners from a service manager
         self.token = token
         self.conns: dict[int, Connection] = {}
         self._ids = itertools.count(1)

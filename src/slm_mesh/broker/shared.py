@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from slm_mesh.mesh import Deliver, Waiter
-from slm_mesh.mesh.messages import message_view
+from slm_mesh.mesh.message_views import message_view
 from slm_mesh.protocol.errors import StoreUnavailable
 from slm_mesh.store.errors import StoreUnreachable
 from slm_mesh.store.postgresql import PostgresStore

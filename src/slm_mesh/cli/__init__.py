@@ -60,9 +60,20 @@ def _fast(argv: Sequence[str]) -> int | None:
     return outcome.run(command, as_json)
 
 
+def json_after_command(args: list[str]) -> list[str]:
+    """``--json`` given before the command (``slm-mesh --json peers``, as ``--help`` lists it
+    at the top) moved after it, where each command takes it: to the end, or before ``--``
+    (which ends the options of ``lock acquire``)."""
+    if len(args) < 2 or args[0] != "--json" or args[1].startswith("-"):
+        return args
+    rest = args[1:]
+    end = rest.index("--") if "--" in rest else len(rest)
+    return [*rest[:end], "--json", *rest[end:]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``slm-mesh`` with ``argv`` (``sys.argv[1:]`` when None); return the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = json_after_command(list(sys.argv[1:] if argv is None else argv))
     status = _fast(args)
     if status is not None:
         return status

@@ -10,6 +10,8 @@ are generated from this same app (:mod:`slm_mesh.cli.manpages`).
 
 from __future__ import annotations
 
+import difflib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +19,9 @@ import cyclopts
 
 from slm_mesh.cli import app_shared, outcome
 from slm_mesh.cli.options import (
+    AT_LEAST_ONE,
     BROKER,
+    POSITIVE,
     SETUP,
     SHARED,
     TALK,
@@ -46,8 +50,8 @@ app = cyclopts.App(
 
 @app.default
 def bare(*, as_json: Json = False) -> int:
-    """Start the broker if none answers (it exits 60 s after its last session), then
-    print its status."""
+    """Start the broker if none answers (it runs until ``slm-mesh stop``), then print its
+    status."""
     from slm_mesh.cli import cmd_broker
 
     return outcome.run(cmd_broker.bare, as_json)
@@ -61,7 +65,9 @@ def broker(
     *,
     idle_exit: Annotated[
         float | None,
-        cyclopts.Parameter(help="Exit this many seconds after the last connection closes."),
+        cyclopts.Parameter(
+            validator=POSITIVE, help="Exit this many seconds after the last connection closes."
+        ),
     ] = None,
     tcp: Annotated[
         bool, cyclopts.Parameter(help="Also listen on TCP 127.0.0.1 (token required).")
@@ -99,8 +105,9 @@ def start(
     idle_exit: Annotated[
         float | None,
         cyclopts.Parameter(
+            validator=POSITIVE,
             help="Exit this many seconds after the last connection closes "
-            "(default: run until ``slm-mesh stop``)."
+            "(default: run until ``slm-mesh stop``).",
         ),
     ] = None,
     as_json: Json = False,
@@ -115,7 +122,8 @@ def start(
 def stop(
     *,
     timeout: Annotated[
-        float, cyclopts.Parameter(help="Seconds to wait for the broker to exit.")
+        float,
+        cyclopts.Parameter(validator=POSITIVE, help="Seconds to wait for the broker to exit."),
     ] = 10.0,
     as_json: Json = False,
 ) -> int:
@@ -190,7 +198,8 @@ def send(
     *,
     type_: Annotated[MessageType, cyclopts.Parameter(name="--type", help="Message type.")] = "text",
     reply_to: Annotated[
-        int | None, cyclopts.Parameter(help="Id of the message this answers.")
+        int | None,
+        cyclopts.Parameter(validator=AT_LEAST_ONE, help="Id of the message this answers."),
     ] = None,
     as_json: Json = False,
 ) -> int:
@@ -227,7 +236,9 @@ def inbox(
     peek: Annotated[
         bool, cyclopts.Parameter(negative=(), show_default=False, help="Do not mark messages read.")
     ] = False,
-    limit: Annotated[int, cyclopts.Parameter(help="Most messages to show.")] = 20,
+    limit: Annotated[
+        int, cyclopts.Parameter(validator=AT_LEAST_ONE, help="Most messages to show.")
+    ] = 20,
     follow: Annotated[
         bool,
         cyclopts.Parameter(
@@ -248,7 +259,7 @@ def inbox(
     """
     from slm_mesh.cli import cmd_peers
 
-    return outcome.run(lambda out: cmd_peers.inbox(out, all_, peek, max(1, limit), follow), as_json)
+    return outcome.run(lambda out: cmd_peers.inbox(out, all_, peek, limit, follow), as_json)
 
 
 @app.command(group=TALK)
@@ -489,5 +500,40 @@ def uninstall(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app on ``argv`` (``sys.argv[1:]`` when None); return the exit status."""
-    result = app(argv, result_action="return_value")
+    args = list(sys.argv[1:] if argv is None else argv)
+    unknown = unknown_command(args)
+    if unknown is not None:
+        print(f"slm-mesh: error: {unknown}", file=sys.stderr)
+        return outcome.USAGE
+    result = app(args, result_action="return_value")
     return result if isinstance(result, int) else 0
+
+
+def unknown_command(args: list[str]) -> str | None:
+    """What is wrong when ``args`` names a command (or a subcommand of ``state``, ``lock``
+    or ``service``) that does not exist, with the nearest one; None when they don't."""
+    words = [a for a in args if a != "--json"]
+    if not words or words[0].startswith("-"):
+        return None
+    names = _commands(app)
+    if words[0] not in names:
+        return _unknown(words[0], names, "slm-mesh", "command")
+    if words[0] in _GROUPS and len(words) > 1 and not words[1].startswith("-"):
+        group = words[0]
+        sub_names = _commands(app[group])
+        if words[1] not in sub_names:
+            return _unknown(words[1], sub_names, f"slm-mesh {group}", f"{group} command")
+    return None
+
+
+def _unknown(word: str, names: set[str], prefix: str, what: str) -> str:
+    near = difflib.get_close_matches(word, sorted(names), n=1)
+    hint = f"; did you mean `{prefix} {near[0]}`?" if near else ""
+    return f"unknown {what} {word!r}{hint} (see `{prefix} --help`)"
+
+
+_GROUPS = ("state", "lock", "service")
+
+
+def _commands(group: cyclopts.App) -> set[str]:
+    return {name for name in group if not name.startswith("-")}

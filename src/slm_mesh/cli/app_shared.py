@@ -10,7 +10,17 @@ from typing import Annotated
 import cyclopts
 
 from slm_mesh.cli import outcome
-from slm_mesh.cli.options import SHARED, EventType, IfVersion, Json, LockMode, Namespace
+from slm_mesh.cli.options import (
+    NOT_NEGATIVE,
+    SHARED,
+    TTL_RANGE,
+    WAIT_RANGE,
+    EventType,
+    IfVersion,
+    Json,
+    LockMode,
+    Namespace,
+)
 from slm_mesh.cli.render import Output
 
 # -- state -----------------------------------------------------------------------------
@@ -45,7 +55,10 @@ def state_set(
         ),
     ] = False,
     if_version: IfVersion = None,
-    ttl: Annotated[float | None, cyclopts.Parameter(help="Seconds until the key expires.")] = None,
+    ttl: Annotated[
+        float | None,
+        cyclopts.Parameter(validator=TTL_RANGE, help="Seconds until the key expires."),
+    ] = None,
     as_json: Json = False,
 ) -> int:
     """Set a key (its version goes up by one)."""
@@ -134,11 +147,15 @@ def lock_acquire(
     ttl: Annotated[
         float | None,
         cyclopts.Parameter(
-            help="Seconds the lock lasts if not renewed (default 600); it is renewed while held."
+            validator=TTL_RANGE,
+            help="Seconds the lock lasts if not renewed (default 600); it is renewed while held.",
         ),
     ] = None,
     wait: Annotated[
-        float, cyclopts.Parameter(help="Seconds to queue for the lock (0: fail at once).")
+        float,
+        cyclopts.Parameter(
+            validator=WAIT_RANGE, help="Seconds to queue for the lock (0: fail at once)."
+        ),
     ] = 0.0,
     reason: Annotated[str | None, cyclopts.Parameter(help="Why, shown to others.")] = None,
     name: Annotated[
@@ -215,9 +232,17 @@ def events(
     ] = None,
     after: Annotated[
         int | None,
-        cyclopts.Parameter(help="Start after this sequence number (0: the oldest kept)."),
+        cyclopts.Parameter(
+            validator=NOT_NEGATIVE, help="Start after this sequence number (0: the oldest kept)."
+        ),
     ] = None,
-    limit: Annotated[int, cyclopts.Parameter(help="Most events to print before following.")] = 20,
+    limit: Annotated[
+        int,
+        cyclopts.Parameter(
+            validator=NOT_NEGATIVE,
+            help="Most events to print before following (0: none, only what comes).",
+        ),
+    ] = 20,
     as_json: Json = False,
 ) -> int:
     """Print recent events; with ``--follow``, stream them live until Ctrl-C.

@@ -3,14 +3,20 @@
 
 Rules:
 1. Only bare ``slm-mesh`` and ``start`` start a broker (through ``client.autostart``, so
-   many at once still start one). Bare ``slm-mesh`` starts it the way an agent's MCP server
-   would (idle exit after the last session); ``start`` starts one that runs until ``stop``.
+   many at once still start one), and a broker a person starts from the shell runs until
+   ``slm-mesh stop`` (``start --idle-exit N`` asks otherwise). Idle exit is for brokers
+   that agents start: their MCP server or hook starts one that exits 60 s after its last
+   session. ``status`` says which kind runs (``lifetime``).
 2. ``stop`` asks the broker to stop (``mesh.shutdown``) and waits until its instance lock
    is free, i.e. the process has let go of the data dir. It never signals a process.
 3. ``clean`` removes only what a dead broker left: it takes the instance lock itself (so
    no broker holds it, and none can start while it works), removes a socket file only when
    connecting to it is refused, and kills nothing. Session files of ``lock acquire``
    holders whose process is gone go too, broker or not.
+4. ``stop`` also asks the warm process (:mod:`slm_mesh.cli.warm_process`) to stop: it
+   takes no new session and exits once the agent sessions it serves have ended (an agent's
+   MCP server is never killed). With no broker running, ``stop`` still stops a warm
+   process left behind. ``status`` shows it.
 """
 
 from __future__ import annotations
@@ -21,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slm_mesh.broker.files import socket_answers, try_flock
-from slm_mesh.cli import render, shell_sessions
+from slm_mesh.cli import render, shell_sessions, warm_process
 from slm_mesh.cli.connect import connect, load_settings, permission_problem
 from slm_mesh.cli.outcome import FAILED, OK, CliError, unreachable
 from slm_mesh.cli.render import BOLD, GREEN, Output
@@ -30,6 +35,7 @@ from slm_mesh.client.address import BrokerUnreachable
 from slm_mesh.client.blocking import BlockingClient
 from slm_mesh.client.wire import ConnectionLost
 from slm_mesh.config import PROTOCOL_VERSION, VERSION, Settings
+from slm_mesh.private_files import socket_answers, try_flock
 
 STOP_TIMEOUT_S = 10.0
 STOP_POLL_S = 0.02
@@ -54,16 +60,16 @@ def status(out: Output) -> int:
     """Print the running broker's status; exit 3 when none answers."""
     settings = load_settings()
     with connect(settings) as client:
-        show_status(out, client, started=None)
+        show_status(out, client, started=None, settings=settings)
     return OK
 
 
 def bare(out: Output) -> int:
-    """Make sure a broker runs (starting one like an agent would), then print status."""
+    """Make sure a broker runs (starting one that runs until ``stop``), then print status."""
     settings = load_settings()
-    started = _ensure(settings, persistent=False)
+    started = _ensure(settings, persistent=True)
     with connect(settings) as client:
-        show_status(out, client, started=started)
+        show_status(out, client, started=started, settings=settings)
     return OK
 
 
@@ -116,14 +122,18 @@ def _ensure(settings: Settings, *, persistent: bool, idle_exit_s: float | None =
     return True
 
 
-def show_status(out: Output, client: BlockingClient, *, started: bool | None) -> None:
+def show_status(
+    out: Output, client: BlockingClient, *, started: bool | None, settings: Settings
+) -> None:
     info: dict[str, Any] = client.call("mesh.status")
     address = str(client.address)
+    warm = warm_process.running(settings)
     if out.as_json:
         doc: dict[str, Any] = {"address": address}
         if started is not None:
             doc["started"] = started
         doc.update(info)
+        doc["warm"] = warm
         out.json(doc)
         return
     counts = info["counts"]
@@ -132,12 +142,7 @@ def show_status(out: Output, client: BlockingClient, *, started: bool | None) ->
     if started:
         head += " (just started)"
     out.line(f"slm-mesh broker {head}")
-    idle = info.get("idle_exit_s")
-    idle_text = (
-        "off: runs until `slm-mesh stop`"
-        if idle is None
-        else f"{render.span(idle)} after the last connection closes"
-    )
+    lifetime_text = _lifetime(info)
     listeners = ", ".join(_listener(item) for item in info["listeners"]) or "-"
     out.fields(
         [
@@ -157,9 +162,36 @@ def show_status(out: Output, client: BlockingClient, *, started: bool | None) ->
                 f"{_count(counts['connections'], 'connection')}, "
                 f"{counts['subscribers']} following events",
             ),
-            ("idle exit", idle_text),
+            ("lifetime", lifetime_text),
+            ("warm process", _warm(warm)),
         ]
     )
+
+
+def _warm(warm: dict[str, Any] | None) -> str:
+    """The warm process that agents' MCP servers are forked from, if one runs."""
+    if warm is None:
+        return "none running (the next agent session starts one)"
+    text = f"pid {warm['pid']}"
+    if warm.get("rss_bytes"):
+        text += f", {render.size(warm['rss_bytes'])} resident"
+    if isinstance(warm.get("idle_exit_s"), int | float):
+        text += f", exits {render.span(warm['idle_exit_s'])} after its last session"
+    return text
+
+
+def _lifetime(info: dict[str, Any]) -> str:
+    """Which kind of broker runs, and so how long it lives (rule 1)."""
+    lifetime = info.get("lifetime")
+    idle = info.get("idle_exit_s")
+    if lifetime == "service":
+        return "a user service (socket activation): the service manager starts and stops it"
+    if lifetime == "idle-exit" and idle is not None:
+        return (
+            f"idle exit, as agents start one: exits {render.span(idle)} after its last "
+            "connection closes (`slm-mesh start` then keeps one running)"
+        )
+    return "runs until `slm-mesh stop`"
 
 
 def _person(info: dict[str, Any]) -> str:
@@ -186,9 +218,18 @@ def _listener(item: dict[str, Any]) -> str:
 
 
 def stop(out: Output, timeout: float) -> int:
-    """Ask the broker to stop and wait until it has (rule 2)."""
+    """Ask the broker to stop and wait until it has (rule 2); ask the warm process to stop
+    too (rule 4)."""
     settings = load_settings()
-    with connect(settings) as client:
+    try:
+        client = connect(settings)
+    except CliError:
+        warm = warm_process.stop(settings)
+        if warm is None:
+            raise
+        _say_warm_stopped(out, warm, {"stopped": False, "pid": None})
+        return OK
+    with client:
         pid = client.call("mesh.status")["pid"]
         client.call("mesh.shutdown")
     deadline = time.monotonic() + timeout
@@ -200,12 +241,28 @@ def stop(out: Output, timeout: float) -> int:
                 FAILED,
             )
         time.sleep(STOP_POLL_S)
-    if out.as_json:
-        out.json({"stopped": True, "pid": pid})
-    else:
+    if not out.as_json:
         out.line(f"stopped broker pid {pid}")
+    warm = warm_process.stop(settings)
+    _say_warm_stopped(out, warm, {"stopped": True, "pid": pid})
     _note_socket_activation(out)
     return OK
+
+
+def _say_warm_stopped(out: Output, warm: dict[str, Any] | None, doc: dict[str, Any]) -> None:
+    if out.as_json:
+        out.json({**doc, "warm_pid": warm["pid"] if warm else None})
+        return
+    if warm is None:
+        return
+    if warm["stopped"]:
+        out.line(f"stopped the warm process pid {warm['pid']}")
+    else:
+        sessions = warm["sessions"]
+        out.line(
+            f"the warm process pid {warm['pid']} takes no new session and exits once its "
+            f"{sessions} agent session{'s' if sessions != 1 else ''} end"
+        )
 
 
 def _note_socket_activation(out: Output) -> None:

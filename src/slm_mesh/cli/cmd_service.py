@@ -325,6 +325,7 @@ def status(out: Output, platform: str | None, directory: Path | None) -> int:
         states.append({"path": str(path), "installed": installed, "current": current})
     manager = Manager(platform, report, out if out.as_json else Output(True))
     state: dict[str, str | None] = {}
+    unreachable: str | None = None  # why the service manager could not be asked
     if manager.program is not None and any(s["installed"] for s in states):
         if platform == "systemd":
             for key, args in (
@@ -334,6 +335,8 @@ def status(out: Output, platform: str | None, directory: Path | None) -> int:
             ):
                 done = manager.run(args, quiet=True)
                 state[key] = done.stdout.strip() or None
+                if state[key] is None and done.returncode != 0 and unreachable is None:
+                    unreachable = done.stderr.strip() or f"exit {done.returncode}"
         else:
             done = manager.run(["print", f"{_uid_domain()}/{units.LAUNCHD_LABEL}"], quiet=True)
             state["loaded"] = "yes" if done.returncode == 0 else "no"
@@ -346,6 +349,7 @@ def status(out: Output, platform: str | None, directory: Path | None) -> int:
                 "installed": installed,
                 "files": states,
                 "manager": state or None,
+                "manager_error": unreachable,
             }
         )
         return OK
@@ -355,8 +359,23 @@ def status(out: Output, platform: str | None, directory: Path | None) -> int:
             what += " (differs from what `slm-mesh service install` would write now)"
         out.line(f"{s['path']}: {what}")
     for key, value in state.items():
-        out.line(f"{key.replace('_', ' ')}: {value}")
+        out.line(f"{key.replace('_', ' ')}: {value or 'unknown'}")
+    if unreachable is not None:
+        out.note(_no_manager(unreachable))
     return OK
+
+
+def _no_manager(error: str) -> str:
+    """What it means that ``systemctl --user`` could not answer (service status)."""
+    if "bus" in error.lower():
+        what = "no systemd user manager is running for you"
+    else:
+        what = "systemctl --user could not say"
+    return (
+        f"{what} ({error}): nothing starts the broker from these units now; agents' MCP "
+        "servers (and `slm-mesh start`) start one on demand meanwhile. A user manager runs "
+        "in a login session, or always after `loginctl enable-linger $USER`."
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------

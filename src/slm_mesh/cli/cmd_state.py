@@ -10,8 +10,10 @@ be missed or shown).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from slm_mesh.cli import render
@@ -19,6 +21,7 @@ from slm_mesh.cli.cmd_peers import read_body
 from slm_mesh.cli.connect import connect, load_settings
 from slm_mesh.cli.outcome import FAILED, OK, usage
 from slm_mesh.cli.render import Output
+from slm_mesh.protocol.errors import VersionConflict
 
 PAGE_KEYS = 1_000  # the broker's largest page
 
@@ -69,7 +72,7 @@ def set_(
     if ttl is not None:
         params["ttl"] = ttl
     settings = load_settings()
-    with connect(settings) as client:
+    with connect(settings) as client, _advising(key, namespace):
         result = client.call("state.set", params)
     if out.as_json:
         out.json({"key": key, "namespace": namespace, "version": result["version"]})
@@ -85,7 +88,7 @@ def delete(out: Output, key: str, namespace: str, if_version: int | None) -> int
     if if_version is not None:
         params["if_version"] = if_version
     settings = load_settings()
-    with connect(settings) as client:
+    with connect(settings) as client, _advising(key, namespace):
         result = client.call("state.delete", params)
     if out.as_json:
         out.json({"key": key, "namespace": namespace, "deleted": result["deleted"]})
@@ -94,6 +97,24 @@ def delete(out: Output, key: str, namespace: str, if_version: int | None) -> int
     else:
         out.line(f"no key {key!r} in namespace {namespace!r}: nothing deleted")
     return OK
+
+
+@contextlib.contextmanager
+def _advising(key: str, namespace: str) -> Iterator[None]:
+    """A failed compare-and-set says what to do next (same error code and data)."""
+    try:
+        yield
+    except VersionConflict as exc:
+        current = (exc.data or {}).get("version") if isinstance(exc.data, dict) else None
+        ns = "" if namespace == "default" else f" -n {namespace}"
+        if current:
+            advice = (
+                f"someone changed it since you read it: read it again (`slm-mesh state get "
+                f"{key}{ns}`) and, if your change still holds, retry with --if-version {current}"
+            )
+        else:
+            advice = "the key does not exist (now): retry with --if-version 0 to create it"
+        raise VersionConflict(f"{namespace}/{key}: {exc.message}; {advice}", exc.data) from None
 
 
 def list_(out: Output, namespace: str, prefix: str | None) -> int:

@@ -9,6 +9,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import cyclopts
+from cyclopts import validators
+
+from slm_mesh.protocol.table import MAX_TTL_S, MAX_WAIT_S
+
+# Out-of-range values are usage errors (exit 2, naming the option), checked before any
+# broker call: the same bounds as the method table's.
+AT_LEAST_ONE = validators.Number(gte=1)
+NOT_NEGATIVE = validators.Number(gte=0)
+POSITIVE = validators.Number(gt=0)
+TTL_RANGE = validators.Number(gt=0, lte=MAX_TTL_S)
+WAIT_RANGE = validators.Number(gte=0, lte=MAX_WAIT_S)
 
 Scope = Literal["mesh", "machine", "directory", "repo"]
 MessageType = Literal["text", "json", "command", "alert"]
@@ -42,7 +53,8 @@ Namespace = Annotated[str, cyclopts.Parameter(name=["--namespace", "-n"], help="
 IfVersion = Annotated[
     int | None,
     cyclopts.Parameter(
-        help="Compare-and-set: only if the key's version is this (0: it must not exist)."
+        validator=NOT_NEGATIVE,
+        help="Compare-and-set: only if the key's version is this (0: it must not exist).",
     ),
 ]
 

@@ -24,6 +24,8 @@ import plistlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from slm_mesh.config import EXIT_CANT_START
+
 SOCKET_UNIT = "slm-mesh.socket"
 SERVICE_UNIT = "slm-mesh.service"
 LAUNCHD_LABEL = "io.github.slm-mesh.broker"
@@ -93,6 +95,9 @@ Type=simple
 ExecStart={exec_start}
 {env}Restart=on-failure
 RestartSec=2s
+# Exit statuses of a broker that can't start (a full or read-only disk, a bad data dir or
+# database): restarting would fail the same way until someone acts.
+RestartPreventExitStatus={" ".join(str(status) for status in EXIT_CANT_START)}
 TimeoutStopSec=10s
 # Hardening that a user manager can apply (no user namespaces needed).
 {_HARDENING}"""

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from slm_mesh.mcp_server.views import iso_time
+from slm_mesh.mcp_server.views import iso_time, with_iso_times
 
 CHANNEL_METHOD = "notifications/claude/channel"
 CHANNEL_CAPABILITY = "claude/channel"
@@ -59,7 +59,9 @@ def message_notification(message: dict[str, Any]) -> dict[str, Any]:
 
 def event_notification(event: dict[str, Any]) -> dict[str, Any]:
     """The params of the channel notification for one event the agent subscribed to."""
-    data = json.dumps(event.get("data", {}), separators=(",", ":"), ensure_ascii=False)
+    data = json.dumps(
+        with_iso_times(event.get("data", {})), separators=(",", ":"), ensure_ascii=False
+    )
     return {
         "content": defuse_content(f"{event.get('type')}: {data}"),
         "meta": {

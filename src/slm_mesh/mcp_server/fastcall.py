@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from mcp.server.connection import Connection
@@ -48,8 +48,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from slm_mesh.mcp_server.server import ToolBox
     from slm_mesh.mcp_server.stdio import StdoutMessages
+    from slm_mesh.mcp_server.tools import ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ MAX_IN_FLIGHT = 64
 # Protocol versions whose tools/call surface ToolResult.wire() builds as the SDK would
 # (tests/mcp/test_fastcall.py compares them); any other goes through the SDK's surface.
 WIRE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+
+
+class ToolRunner(Protocol):
+    async def run(self, name: str, arguments: dict[str, Any] | None) -> ToolResult: ...
+
+
+class ToolSource(Protocol):
+    """Where the tools come from (the server's ``ToolBox``, which imports them lazily)."""
+
+    @property
+    def tools(self) -> ToolRunner: ...
 
 
 class _InFlight:
@@ -77,7 +88,7 @@ class FastCalls:
 
     def __init__(
         self,
-        box: ToolBox,
+        box: ToolSource,
         connection: Connection,
         out: StdoutMessages,
         nursery: trio.Nursery,

@@ -343,6 +343,7 @@ class Tools:
                 "pid": broker.get("pid"),
                 "version": broker.get("version"),
                 "uptime_s": broker.get("uptime_s"),
+                "lifetime": broker.get("lifetime"),
                 "counts": broker.get("counts"),
                 "data_dir": broker.get("data_dir"),
             },

@@ -81,8 +81,26 @@ def event(row: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"seq": row.get("seq"), "type": row.get("type")}
     view["ts"] = iso_time(row.get("ts"))
     if row.get("data"):
-        view["data"] = row["data"]
+        view["data"] = with_iso_times(row["data"])
     return view
+
+
+def with_iso_times(data: Any) -> Any:
+    """``data`` with every time in it (a number under a key ``ts`` or ``*_at``, as the
+    broker's events carry them: a lock's ``acquired_at``, ``expires_at``...) as ISO 8601,
+    so an agent reads one format for every time."""
+    if isinstance(data, dict):
+        return {
+            key: iso_time(value)
+            if (key == "ts" or key.endswith("_at"))
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            else with_iso_times(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [with_iso_times(item) for item in data]
+    return data
 
 
 def state_entry(row: dict[str, Any]) -> dict[str, Any]:

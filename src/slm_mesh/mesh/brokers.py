@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.mesh.context import ArmTimer, Context, Deliver
-from slm_mesh.mesh.messages import message_view
+from slm_mesh.mesh.message_views import message_view
 
 if TYPE_CHECKING:
     from slm_mesh.mesh.locks import Locks

@@ -25,28 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from slm_mesh.config import MAX_RESPONSE_BODY_BYTES
 from slm_mesh.mesh.context import ConnId, Context, Deliver, ReadElsewhere, in_scope
+from slm_mesh.mesh.message_views import message_view, within_budget
 from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, TooLarge
 from slm_mesh.store import Row
 
 if TYPE_CHECKING:
     from slm_mesh.mesh.sessions import Sessions
-
-
-def message_view(row: Row) -> dict[str, Any]:
-    """A message as the wire shows it (inbox entries and ``message`` notifications)."""
-    return {
-        "id": row["id"],
-        "from": row["sender_id"] or PERSON_ID,  # no sender id: the shell, before 0.x
-        "from_name": row["sender_name"],
-        "to": row["recipient_id"],
-        "body": row["body"],
-        "type": row["type"],
-        "reply_to": row["reply_to"],
-        "broadcast": bool(row["broadcast"]),
-        "sent_at": row["sent_at"],
-        "status": row["status"],
-    }
 
 
 PREVIEW_CHARS = 80
@@ -58,18 +43,6 @@ def preview(body: str) -> str:
     never the whole body (that stays in the recipient's inbox)."""
     line = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
     return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
-
-
-def within_budget(rows: list[Row], budget: int) -> list[Row]:
-    """The first rows whose bodies fit in ``budget`` bytes (always at least one), so an
-    answer stays well under the line cap however large the messages; the rest wait for
-    the next call (``unread_left`` says how many)."""
-    total = 0
-    for i, row in enumerate(rows):
-        total += len(row["body"])  # characters: a cheap bound, ASCII-escaped on the wire
-        if total > budget and i > 0:
-            return rows[:i]
-    return rows
 
 
 class Messages:

@@ -58,7 +58,7 @@ from slm_mesh.mesh.context import (
     peer_view,
     person_row,
 )
-from slm_mesh.mesh.messages import message_view, within_budget
+from slm_mesh.mesh.message_views import message_view, within_budget
 from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
 from slm_mesh.store import Row
@@ -434,9 +434,9 @@ class Sessions:
         for name in ("cwd", "git_root", "repo"):
             anchor[name] = params.get(name) or (me[name] if me else None)
         if scope == "directory" and not anchor["cwd"]:
-            raise InvalidParams("cwd", "scope=directory needs cwd")
+            raise InvalidParams("cwd", _no_anchor(scope, me is not None))
         if scope == "repo" and not (anchor["git_root"] or anchor["repo"]):
-            raise InvalidParams("git_root", "scope=repo needs git_root")
+            raise InvalidParams("git_root", _no_anchor(scope, me is not None))
         rows = [r for r in rows if in_scope(r, scope, anchor, self.ctx.host)]
         if not params["include_self"]:
             rows = [r for r in rows if r["id"] != caller]
@@ -550,3 +550,17 @@ class Sessions:
             "host": row["host"],
             "resumed": resumed,
         }
+
+
+def _no_anchor(scope: str, registered: bool) -> str:
+    """Why ``peer.list`` can't narrow to ``scope``, and what works instead."""
+    if scope == "repo" and registered:
+        return (
+            "scope=repo: this session is not inside a git repository (it joined with no "
+            "git_root); scope=machine or scope=directory work, or give git_root"
+        )
+    field_name = "git_root" if scope == "repo" else "cwd"
+    return (
+        f"scope={scope}: this connection is no session with a {field_name}; give "
+        f"{field_name}, or use scope=machine"
+    )

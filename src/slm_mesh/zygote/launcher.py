@@ -115,7 +115,17 @@ def connect_or_start(
         os.close(fd)
 
 
+TERMINAL_HINT = (
+    "slm-mesh mcp: this is an MCP server speaking JSON-RPC on stdin/stdout, for an agent to "
+    "start: configure one with `claude mcp add --scope user slm-mesh -- slm-mesh mcp` (or "
+    '{"mcpServers": {"slm-mesh": {"command": "slm-mesh", "args": ["mcp"]}}}); from the '
+    "shell use `slm-mesh --help`. Ctrl-D quits.\n"
+)
+
+
 def launch() -> int:
+    if os.isatty(0):  # a person ran it by hand: say what it is rather than wait silently
+        os.write(2, TERMINAL_HINT.encode())
     if os.environ.get("SLM_MESH_NO_ZYGOTE") not in (None, "", "0"):
         return run_in_process()
     data_dir = locations.data_dir()

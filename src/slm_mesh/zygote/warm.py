@@ -12,12 +12,16 @@ Rules:
 4. A launcher of another version (upgrade, other venv) is told so; the warm process then
    exits once its own children are done, and a new one is started for the new code.
 5. It exits after ``idle_exit_s`` with no child.
+6. While it serves it keeps ``zygote.json`` in the data dir (``{pid, idle_exit_s}``, 0600)
+   for ``slm-mesh status``; ``slm-mesh stop`` sends ``{"op": "retire"}`` on its socket, and
+   it retires as in rule 4: no new session, exit once its children are done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import selectors
@@ -40,6 +44,7 @@ log = logging.getLogger("slm_mesh.zygote")
 KILL_AFTER_S = 2.0
 ACCEPT_TIMEOUT_S = 2.0
 DEFAULT_IDLE_EXIT_S = 600.0
+INFO_FILE = "zygote.json"  # {pid, idle_exit_s} while it serves (rule 6)
 
 
 @dataclass
@@ -122,6 +127,11 @@ class WarmProcess:
             conn.close()
             return
         try:
+            if request is not None and request.get("op") == "retire" and not fds:
+                wire.send(conn, {"retiring": True, "sessions": len(self.children)})
+                conn.close()
+                self._retire(listener)
+                return
             early = from_spawn_request(request) if request is not None else None
             if (
                 request is None
@@ -153,13 +163,17 @@ class WarmProcess:
         self.sel.register(conn, selectors.EVENT_READ, child)
 
     def _retire(self, listener: socket.socket) -> None:
-        """Make way for a warm process of the launcher's version: stop listening and
-        drop the lock now; exit once our own children are done."""
+        """Make way for a warm process of the launcher's version, or stop (rule 6): stop
+        listening and drop the lock now; exit once our own children are done."""
+        if self.retiring:
+            return
         self.retiring = True
         self.sel.unregister(listener)
         listener.close()
         with contextlib.suppress(FileNotFoundError):
             Path(wire.socket_path(self.settings.socket_path)).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.settings.data_dir / INFO_FILE).unlink()  # ours: we hold the lock still
         self.release_lock()
 
     def _become_session(
@@ -257,7 +271,7 @@ def start_broker_early(settings: Settings) -> None:
     """If no broker answers, start one now (detached), so it is up by the time the first
     session needs it. Never waits and starts no thread: the warm process must stay
     single-threaded to fork safely."""
-    from slm_mesh.broker.files import socket_answers
+    from slm_mesh.private_files import socket_answers
 
     if socket_answers(settings.socket_path):
         return
@@ -287,7 +301,7 @@ def preload() -> Callable[[bytes, dict[int, bytes]], int]:
 
 
 def serve(settings: Settings, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
-    from slm_mesh.broker.files import bind_unix, ensure_private_dir, try_flock
+    from slm_mesh.private_files import bind_unix, ensure_private_dir, try_flock, write_private
 
     ensure_private_dir(settings.data_dir)
     os.chdir(settings.data_dir)  # hold no directory of the user's open
@@ -302,7 +316,9 @@ def serve(settings: Settings, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
             os.close(held.pop())
 
     path = Path(wire.socket_path(settings.socket_path))
+    info = settings.data_dir / INFO_FILE
     try:
+        write_private(info, json.dumps({"pid": os.getpid(), "idle_exit_s": idle_exit_s}))
         start_broker_early(settings)
         # The collector would walk the growing heap over and over while mcp builds its
         # models (~10% of the preload, which every first session waits for), and a full
@@ -316,7 +332,9 @@ def serve(settings: Settings, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
         warm = WarmProcess(settings, target, idle_exit_s, release_lock=release_lock)
         return warm.run(listener)
     finally:
-        if held:  # still ours: nobody else can have bound the path
+        if held:  # still ours: nobody else can have bound the path or written the file
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                info.unlink()
         release_lock()
