@@ -2,11 +2,19 @@
 hooks and MCP server entry ``slm-mesh install codex`` wrote into a temp HOME (the run
 passes ``--dangerously-bypass-hook-trust``: the installer trusts nothing by itself).
 
-One run: the briefing reaches the model as a developer message; an ``apply_patch`` of a
-held file is blocked (the file untouched) with the holder named; a message sent meanwhile
-reaches the model after the next edit; the free file's edit is recorded as the session's;
-a message that waits when the turn ends continues it (the Stop hook); the session tied to
-Codex's process ends when it exits.
+One run: the briefing reaches the model as a developer message; the MCP server Codex
+started gets every slm-mesh setting the hooks get (Codex scrubs its MCP servers'
+environment: the entry names them) and it and the hooks are one peer; an ``apply_patch``
+of a held file is blocked (the file untouched) with the holder named; a message sent
+meanwhile reaches the model after the next edit; the free file's edit is recorded as the
+session's; a message that waits when the turn ends continues it (the Stop hook); the
+session ends when Codex exits.
+
+Codex does not wait for an MCP server before its first request (it gives one about a
+second, then goes on without it), and a scripted turn takes milliseconds: left alone,
+the whole run is over before ``slm-mesh mcp`` has registered, and Codex stops it. So the
+first scripted answer waits until the MCP server carries the session, as a real model's
+first answer (seconds) lets it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from tests.outside import require
 from tests.wire import LineClient, broker_env, processes_in
 
 CODEX_BOUND_S = 180.0
+MCP_SERVER_BOUND_S = 60.0
 pytestmark = pytest.mark.needs("codex")
 HELD = "*** Begin Patch\n*** Update File: src/held.py\n@@\n-x = 1\n+x = 2\n*** End Patch\n"
 FREE = "*** Begin Patch\n*** Update File: src/free.py\n@@\n-y = 1\n+y = 2\n*** End Patch\n"
@@ -50,7 +59,13 @@ def leftovers(settings: Settings, broker: subprocess.Popen[bytes]) -> Iterator[N
 
 
 def codex_env(settings: Settings, home: Path) -> dict[str, str]:
-    env = broker_env(settings)
+    # Settings Codex's scrubbing would drop (beside the data dir and the person's name).
+    env = broker_env(
+        settings,
+        XDG_RUNTIME_DIR=str(home / "run"),
+        SLM_MESH_MESH="codex-test",
+        SLM_MESH_AUTOLOCK="0",
+    )
     for name in list(env):
         if name.startswith(("OPENAI_", "CODEX_")):
             del env[name]
@@ -64,6 +79,29 @@ def codex_env(settings: Settings, home: Path) -> dict[str, str]:
         NO_PROXY="127.0.0.1,localhost",
     )
     return env
+
+
+def mcp_servers(settings: Settings) -> list[int]:
+    """The ``slm-mesh mcp`` processes working in the test's data dir (Codex's children)."""
+    return [
+        pid
+        for pid in processes_in(settings.data_dir)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2:] == [b"mcp", b""]
+    ]
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def slm_settings(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("SLM_MESH_") or k == "XDG_RUNTIME_DIR"}
+
+
+def codex_sessions(client: LineClient) -> list[tuple[str, str]]:
+    peers = client.call("peer.list")["peers"]
+    return [(p["peer_id"], p["lifetime"]) for p in peers if p["agent"] == "codex"]
 
 
 def inputs(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -100,15 +138,28 @@ def test_a_codex_session_meets_the_mesh(
     backend = LineClient(settings.socket_path)
     backend.call("peer.register", name="backend", cwd=str(work), summary="auth rework")
     backend.call("lock.acquire", path="src/held.py")
+    env = codex_env(settings, home)
+    seen: dict[str, Any] = {}
+
+    def mcp_server_joined(_: dict[str, Any]) -> None:
+        """Before the first answer: the MCP server Codex started carries the session."""
+        wait_until(
+            lambda: [lifetime for _, lifetime in codex_sessions(backend)] == ["connection"],
+            MCP_SERVER_BOUND_S,
+            "Codex's MCP server to carry the session",
+        )
+        [server] = mcp_servers(settings)
+        seen["server_env"] = environment_of(server)
 
     def news(_: dict[str, Any]) -> None:
+        seen["peers"] = codex_sessions(backend)
         backend.call("message.send", to="all", body="heads up: schema v2")
 
     def late(_: dict[str, Any]) -> None:
         backend.call("message.send", to="all", body="one more thing: tests are red")
 
     script = [
-        Turn([patch(HELD)]),
+        Turn([patch(HELD)], on_request=mcp_server_joined),
         Turn([patch(FREE)], on_request=news),
         Turn([say("All done.")], on_request=late),
         Turn([say("Noted.")]),
@@ -136,7 +187,7 @@ def test_a_codex_session_meets_the_mesh(
                     'model="gpt-5.5"',
                     "Set x and y to 2.",
                 ],
-                env=codex_env(settings, home),
+                env=env,
                 cwd=work,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -148,6 +199,11 @@ def test_a_codex_session_meets_the_mesh(
         assert server.errors == []
         requests = server.requests
         assert len(requests) == 4, [json.dumps(r)[-500:] for r in requests]
+
+        # The MCP server got the settings the hooks got, and it and the hooks were one peer.
+        assert slm_settings(seen["server_env"]) == slm_settings(env)
+        [(session, lifetime)] = seen["peers"]
+        assert lifetime == "connection"
 
         first = inputs(requests[0])
         [briefing] = [i for i in first if 'slm-mesh: you are "codex"' in texts(i)]
@@ -165,9 +221,11 @@ def test_a_codex_session_meets_the_mesh(
         assert "one more thing: tests are red" in json.dumps(requests[3])  # Stop went on
 
         events = backend.call("event.read", types=["file_edited"])["events"]
-        assert [(e["data"]["name"], e["data"]["path"]) for e in events] == [
-            ("codex", str(work / "src/free.py"))
+        assert [(e["data"]["peer_id"], e["data"]["path"]) for e in events] == [
+            (session, str(work / "src/free.py"))
         ]
-        wait_until(lambda: backend.call("peer.list")["peers"] == [], 10, "the session to end")
+        wait_until(lambda: codex_sessions(backend) == [], 10, "the session to end")
+        joined = backend.call("event.read", types=["peer_joined", "peer_left"])["events"]
+        assert {e["data"]["peer_id"] for e in joined if e["data"]["name"] == "codex"} == {session}
     finally:
         backend.close()

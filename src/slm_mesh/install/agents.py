@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slm_mesh.install import codex_toml
+from slm_mesh.install import codex_toml, environment
 from slm_mesh.install.entries import (
     has_hooks,
     hook_command,
@@ -41,8 +41,6 @@ CLAUDE_EDIT_TOOLS = "Edit|Write|MultiEdit|NotebookEdit"
 CODEX_EDIT_TOOLS = "apply_patch|Edit|Write"
 GEMINI_EDIT_TOOLS = "write_file|replace"
 CURSOR_EDIT_TOOLS = "Write|Edit|MultiEdit|Delete"
-# What an MCP server started by Codex may see of the environment (Codex scrubs it).
-MCP_ENV_VARS = ["SLM_MESH_DATA_DIR", "SLM_MESH_SOCKET", "SLM_MESH_NAME", "XDG_RUNTIME_DIR"]
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,9 @@ def files(agent: str, project: Path | None) -> list[JsonFile | codex_toml.TomlFi
         ]
     if agent == "codex":
         folder = _home("CODEX_HOME", ".codex") if project is None else project / ".codex"
-        server = mcp_entry({"env_vars": MCP_ENV_VARS, "default_tools_approval_mode": "approve"})
+        # Codex scrubs the environment of its MCP servers (install/environment.py).
+        env_vars = environment.for_mcp_server()
+        server = mcp_entry({"env_vars": env_vars, "default_tools_approval_mode": "approve"})
         return [
             JsonFile(folder / "hooks.json", _hooks(codex_hooks()), "hooks"),
             codex_toml.TomlFile(folder / "config.toml", server),
