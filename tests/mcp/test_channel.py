@@ -109,3 +109,59 @@ def test_the_unread_notice_counts_what_waits() -> None:
     assert channel.unread_notice(0) is None
     assert channel.unread_notice(1) == "[slm-mesh] 1 unread message waiting: read with mesh_inbox."
     assert channel.unread_notice(3) == "[slm-mesh] 3 unread messages waiting: read with mesh_inbox."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "plain",
+        'quotes " and \\ backslash, <tags> & ampersands',
+        "é, 日本, emoji 🎉, \u2028 line separator, \x7f delete",
+        "new\nlines\r\tand \x00 \x1f controls",
+    ],
+)
+def test_a_notification_written_directly_is_the_line_the_sdk_writes(body: str) -> None:
+    """The server writes channel notifications itself on handshake-era versions (server
+    rule 2): byte for byte what the SDK's notify would have written."""
+    import mcp_types
+    from mcp.shared.message import SessionMessage
+
+    from slm_mesh.mcp_server.stdio import wire_line
+
+    for params in (
+        channel.message_notification({**MESSAGE, "body": body, "from_name": body}),
+        channel.event_notification({"seq": 3, "type": "state_changed", "data": {"v": body}}),
+    ):
+        notification = mcp_types.JSONRPCNotification(
+            jsonrpc="2.0", method=channel.CHANNEL_METHOD, params=params
+        )
+        assert channel.notification_line(params) == wire_line(SessionMessage(notification))
+
+
+async def test_a_client_that_does_not_read_loses_notifications_not_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Notifications written directly (server rule 2) are dropped past stdout's high water,
+    as they were from the full queue: they stay unread in the inbox."""
+    import anyio
+
+    from slm_mesh.client.eager import EagerWriter, refuse
+    from slm_mesh.mcp_server.server import ChannelForwarder
+
+    class Initialized:
+        protocol_version = "2025-11-25"
+        initialized = anyio.Event()
+
+    async def never(data: bytes) -> None:
+        await anyio.sleep_forever()
+
+    stdout = EagerWriter(refuse, never, high_water=4096)  # a client that reads nothing
+    forwarder = ChannelForwarder()
+    forwarder.offer(channel.message_notification(MESSAGE))  # before initialized: queued
+    Initialized.initialized.set()
+    await forwarder.run(Initialized(), stdout)  # type: ignore[arg-type]
+    assert stdout.queued == len(channel.notification_line(channel.message_notification(MESSAGE)))
+    for _ in range(1000):
+        forwarder.offer(channel.message_notification(MESSAGE))
+    assert 4096 < stdout.queued < 4096 + 1024
+    assert "not reading notifications" in caplog.text

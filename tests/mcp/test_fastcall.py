@@ -22,6 +22,8 @@ from tests.mcp.raw import BOUND_S, raw_server
 class Eager:
     def __init__(self) -> None:
         self.lines: list[dict[str, Any]] = []
+        self.queued = 0
+        self.high_water = 1024
 
     def write(self, line: bytes) -> None:
         assert line.endswith(b"\n") and line.count(b"\n") == 1
@@ -49,6 +51,9 @@ class Tools:
         self.release = trio.Event()
         self.hold = False
         self.started = trio.Event()
+
+    def start(self, name: str, arguments: dict[str, Any] | None, done: Any) -> bool:
+        return False  # every call in a task
 
     async def run(self, name: str, arguments: dict[str, Any] | None) -> ToolResult:
         self.started.set()

@@ -37,7 +37,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from slm_mesh.client.address import Address, BrokerUnreachable, resolve, unreachable
-from slm_mesh.client.connection import Connection, Notifications
+from slm_mesh.client.connection import Connection, Notifications, OnAnswer, OnPush
 from slm_mesh.client.wire import ConnectionLost, encode_call, hello_params
 from slm_mesh.config import Settings
 from slm_mesh.protocol.errors import ShuttingDown
@@ -64,8 +64,10 @@ class MeshClient:
         client_name: str,
         notification_buffer: int,
         connect_timeout: float,
+        on_push: OnPush | None = None,
     ) -> None:
         self.settings = settings
+        self._on_push = on_push
         self.hello: dict[str, Any] | None = None
         """Result of ``mesh.hello`` on the current connection (``version``, ``protocol``...)."""
         self.peer_id: str | None = None
@@ -96,6 +98,7 @@ class MeshClient:
         client_name: str = "slm-mesh",
         notification_buffer: int = NOTIFICATION_BUFFER,
         connect_timeout: float = CONNECT_TIMEOUT_S,
+        on_push: OnPush | None = None,
     ) -> AsyncIterator[MeshClient]:
         """Connect to the broker and say ``mesh.hello``; close everything on exit.
 
@@ -105,6 +108,9 @@ class MeshClient:
             client_name: sent in ``mesh.hello`` for the broker's log.
             notification_buffer: pushes held before the reader waits for the consumer.
             connect_timeout: seconds allowed for connecting and the hello at each address.
+            on_push: takes every push ``(method, params)`` from the reader as it is read
+                (it must not block); :attr:`notifications` then stays empty, and still
+                ends when the connection drops.
 
         Raises:
             BrokerUnreachable: no address answered.
@@ -119,6 +125,7 @@ class MeshClient:
                     client_name=client_name,
                     notification_buffer=notification_buffer,
                     connect_timeout=connect_timeout,
+                    on_push=on_push,
                 )
                 try:
                     await client._connect()
@@ -173,6 +180,23 @@ class MeshClient:
         if conn is None or conn.lost is not None:
             raise ConnectionLost(str(conn.lost) if conn and conn.lost else "not connected")
         return await self._call_on(conn, method, params)
+
+    def call_soon(self, method: str, params: dict[str, Any] | None, on_answer: OnAnswer) -> bool:
+        """Send one request now, its answer to go to ``on_answer`` from the reader task:
+        a :class:`~slm_mesh.client.wire.Response`, or :class:`ConnectionLost` if the
+        connection drops first (maybe before this returns). False, and nothing sent, when
+        the request can't go out without waiting (not connected, or the socket is behind):
+        then use :meth:`call`.
+
+        Raises:
+            TooLarge: the request would not fit the line cap (nothing was sent).
+        """
+        conn = self._conn
+        if conn is None or not conn.writable_now():
+            return False
+        id_ = next(self._ids)
+        conn.call_soon(id_, encode_call(id_, method, params, self._max_line_bytes), on_answer)
+        return True
 
     async def register(self, **params: Any) -> dict[str, Any]:
         """``peer.register`` with ``params``, remembered so :meth:`reconnect` can resume.
@@ -272,6 +296,7 @@ class MeshClient:
             address,
             notification_buffer=self._notification_buffer,
             max_line_bytes=self._max_answer_bytes,
+            on_push=self._on_push,
         )
         await self._task_group.start(conn.run)
         try:

@@ -6,6 +6,12 @@ takes it (:mod:`slm_mesh.client.eager`). It dies exactly once, in
 :meth:`Connection.fail`: the waiting calls get the :class:`ConnectionLost`, the push
 stream is closed for sending (the consumer reads what is buffered, then the stream ends),
 the scope is cancelled and the socket is closed. See the rules in ``aio.py``.
+
+Two ways skip a task hop for a process that answers many small calls (the MCP server):
+:meth:`Connection.call_soon` hands the answer to a callback run by the reader, instead of
+waking the calling task; and an ``on_push`` callback takes each push from the reader as it
+is read, instead of queueing it for a consumer task. Callbacks run inside the reader: they
+must not block, and what they raise is logged, never let through to the reader.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from slm_mesh.direct_read import DirectReader
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
 
 log = logging.getLogger(__name__)
+
+OnAnswer = Callable[[Response | ConnectionLost], None]
+OnPush = Callable[[str, Any], None]
 
 WRITE_HIGH_WATER = 256 * 1024  # bytes of requests waiting for the socket before callers wait
 RECEIVE_BYTES = 65_536
@@ -84,6 +93,27 @@ class _Waiter:
             self.done.set()
 
 
+class _Callback:
+    """One call whose response goes to a callback (:meth:`Connection.call_soon`)."""
+
+    __slots__ = ("id", "on_answer", "waiting")
+
+    def __init__(self, waiting: dict[int, Any], id_: int, on_answer: OnAnswer) -> None:
+        self.waiting = waiting
+        self.id = id_
+        self.on_answer: OnAnswer | None = on_answer
+
+    def settle(self, outcome: Response | ConnectionLost) -> None:
+        on_answer, self.on_answer = self.on_answer, None
+        if on_answer is None:
+            return
+        self.waiting.pop(self.id, None)
+        try:
+            on_answer(outcome)
+        except Exception:
+            log.exception("a callback of call %d failed", self.id)
+
+
 class Connection:
     """A byte stream to the broker with its calls in flight and its pushes."""
 
@@ -94,11 +124,13 @@ class Connection:
         *,
         notification_buffer: int,
         max_line_bytes: int,
+        on_push: OnPush | None = None,
     ) -> None:
         self.stream = stream
         self.address = address
         self.lost: ConnectionLost | None = None
-        self._waiting: dict[int, _Waiter] = {}
+        self._on_push = on_push
+        self._waiting: dict[int, _Waiter | _Callback] = {}
         self._lines = LineBuffer(max_line_bytes)
         self._scope = anyio.CancelScope()
         self._read_some: Callable[[], Awaitable[bytes]]
@@ -156,6 +188,24 @@ class Connection:
         assert outcome is not None
         return outcome.unwrap()
 
+    def call_soon(self, id_: int, line: bytes, on_answer: OnAnswer) -> None:
+        """Send ``line`` (a request with ``id_``); ``on_answer`` gets its :class:`Response`,
+        or the :class:`ConnectionLost` if the connection drops first (maybe before this
+        returns), from the reader task. Call only while :meth:`writable_now`."""
+        waiter = self._waiting[id_] = _Callback(self._waiting, id_, on_answer)
+        try:
+            self._writer.write(line)
+        except anyio.BrokenResourceError as exc:
+            self._fail_from(exc.__cause__ or exc, "sending to the broker failed")
+        except anyio.ClosedResourceError:
+            waiter.settle(self.lost or ConnectionLost("connection closed"))
+
+    def writable_now(self) -> bool:
+        """Whether a request can go out without waiting: the connection is up and no more
+        than the high water of requests waits for the socket."""
+        writer = self._writer
+        return self.lost is None and writer.queued <= writer.high_water
+
     def close(self) -> None:
         """Drop the connection from this side."""
         self.fail(ConnectionLost(f"connection to {self.address} closed by the client"))
@@ -166,7 +216,7 @@ class Connection:
         if self.lost is not None:
             return
         self.lost = exc
-        for waiter in self._waiting.values():
+        for waiter in list(self._waiting.values()):  # a callback's waiter leaves the dict
             waiter.settle(exc)
         self._pushes.close()
         self._writer.close()
@@ -216,6 +266,12 @@ class Connection:
             if incoming.method == "message":
                 self.messages_pushed += 1
             if self.notifications.closed:
+                return
+            if self._on_push is not None:
+                try:
+                    self._on_push(incoming.method, incoming.params)
+                except Exception:
+                    log.exception("handling a %r push failed", incoming.method)
                 return
             try:
                 await self._pushes.send((incoming.method, incoming.params))

@@ -57,6 +57,16 @@ def message_notification(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def notification_line(params: dict[str, Any]) -> bytes:
+    """The channel notification with ``params`` as the line the SDK writes for it (its
+    ``JSONRPCNotification`` dumped by alias; tests/mcp/test_channel.py compares them)."""
+    message = {"jsonrpc": "2.0", "method": CHANNEL_METHOD, "params": params}
+    return _ENCODER.encode(message).encode() + b"\n"
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def event_notification(event: dict[str, Any]) -> dict[str, Any]:
     """The params of the channel notification for one event the agent subscribed to."""
     data = json.dumps(

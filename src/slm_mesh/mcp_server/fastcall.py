@@ -29,12 +29,24 @@ Rules:
 5. At most :data:`MAX_IN_FLIGHT` calls run here at once; past that, requests go to the
    SDK, whose bounded read-ahead then stops the reading of stdin (a client that floods
    calls gets backpressure, not an unbounded pile of tasks).
+6. A tool that is one broker call runs without a task of its own when it can
+   (:meth:`slm_mesh.mcp_server.tools.Tools.start`): its broker call goes out from here,
+   and its answer is written from the broker connection's reader, two passes of the event
+   loop and no task per call instead of four and one (the ten-session load spends most of
+   the server's CPU on that machinery). Only on a handshake-era version this file builds
+   the result of (:data:`WIRE_VERSIONS`), and while stdout takes answers without waiting;
+   else, and whenever the call can't go out at once, it runs in a task. A call the peer
+   cancelled is not answered; one still waiting at shutdown is answered
+   ``CONNECTION_CLOSED`` (:meth:`FastCalls.abandon`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -49,7 +61,7 @@ from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from slm_mesh.mcp_server.stdio import StdoutMessages
-    from slm_mesh.mcp_server.tools import ToolResult
+    from slm_mesh.mcp_server.tools import Done, Finished, ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,8 @@ WIRE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25
 class ToolRunner(Protocol):
     async def run(self, name: str, arguments: dict[str, Any] | None) -> ToolResult: ...
 
+    def start(self, name: str, arguments: dict[str, Any] | None, done: Done) -> bool: ...
+
 
 class ToolSource(Protocol):
     """Where the tools come from (the server's ``ToolBox``, which imports them lazily)."""
@@ -76,11 +90,13 @@ class ToolSource(Protocol):
 
 
 class _InFlight:
-    __slots__ = ("peer_cancelled", "scope")
+    __slots__ = ("id", "peer_cancelled", "scope", "tasked")
 
-    def __init__(self) -> None:
-        self.scope = trio.CancelScope()
+    def __init__(self, id_: int | str) -> None:
+        self.id = id_
+        self.scope: trio.CancelScope | None = None  # its task's, once it runs in one
         self.peer_cancelled = False
+        self.tasked = False
 
 
 class FastCalls:
@@ -99,6 +115,11 @@ class FastCalls:
         self._nursery = nursery
         self._in_flight: dict[Any, _InFlight] = {}
 
+    @property
+    def pending(self) -> int:
+        """Calls taken here and not yet answered (or dropped, when cancelled)."""
+        return len(self._in_flight)
+
     def intercept(self, line: bytes) -> bool:
         """True if ``line`` was taken here; False to hand it to the SDK."""
         if not any(marker in line for marker in _MARKERS):
@@ -116,9 +137,57 @@ class FastCalls:
         if method != METHOD or not self._eligible(message):
             return False
         params, id_ = message["params"], message["id"]
-        call = self._in_flight[coerce_request_id(id_)] = _InFlight()  # counted from now
-        self._nursery.start_soon(self._call, call, id_, params["name"], params.get("arguments"))
+        key = coerce_request_id(id_)
+        call = self._in_flight[key] = _InFlight(id_)  # counted from now
+        name, arguments = params["name"], params.get("arguments")
+        if self._untasked_ok():  # rule 6
+            done = functools.partial(self._done, key, call, name, arguments)
+            if self._box.tools.start(name, arguments, done):
+                return True
+        self._run_in_task(call, functools.partial(self._result, name, arguments))
         return True
+
+    def _untasked_ok(self) -> bool:
+        eager = self._out.eager
+        return (
+            self._connection.protocol_version in WIRE_VERSIONS and eager.queued <= eager.high_water
+        )
+
+    def _done(
+        self, key: Any, call: _InFlight, name: str, arguments: Any, finished: Finished
+    ) -> None:
+        """Where a call run without a task ends (rule 6): see ``tools.Finished``."""
+        if self._in_flight.get(key) is not call:
+            return  # abandoned at shutdown: answered already
+        if call.peer_cancelled:
+            del self._in_flight[key]
+            return
+        if finished is None:  # the connection dropped: again, in a task
+            self._run_in_task(call, functools.partial(self._result, name, arguments))
+            return
+        if inspect.isawaitable(finished):
+            self._run_in_task(call, functools.partial(_wire_of, finished))
+            return
+        del self._in_flight[key]
+        if isinstance(finished, Exception):
+            self._send(_error_answer(call.id, finished))
+        else:
+            self._send({"jsonrpc": "2.0", "id": call.id, "result": finished.wire()})
+
+    def _run_in_task(
+        self, call: _InFlight, produce: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
+        call.tasked = True
+        self._nursery.start_soon(self._call, call, produce)
+
+    def abandon(self) -> None:
+        """Shutdown: answer ``CONNECTION_CLOSED`` to every call still waiting for the
+        broker without a task (those in a task are answered as they are cancelled)."""
+        for key, call in list(self._in_flight.items()):
+            if not call.tasked:
+                del self._in_flight[key]
+                if not call.peer_cancelled:
+                    self._send(_closed(call.id))
 
     def _eligible(self, message: dict[str, Any]) -> bool:
         id_ = message.get("id")
@@ -143,30 +212,28 @@ class FastCalls:
         call = self._in_flight.get(coerce_request_id(request_id))
         if call is not None:
             call.peer_cancelled = True
-            call.scope.cancel()
+            if call.scope is not None:
+                call.scope.cancel()
 
     async def _call(
-        self, call: _InFlight, id_: int | str, name: str, arguments: dict[str, Any] | None
+        self, call: _InFlight, produce: Callable[[], Awaitable[dict[str, Any]]]
     ) -> None:
+        id_ = call.id
         key = coerce_request_id(id_)
         answer: dict[str, Any] | None = None
+        call.scope = trio.CancelScope()
+        if call.peer_cancelled:
+            call.scope.cancel()
         try:
             with call.scope:
-                result = await self._result(name, arguments)
+                result = await produce()
                 answer = {"jsonrpc": "2.0", "id": id_, "result": result}
         except trio.Cancelled:
             if not call.peer_cancelled:  # rule 4: shutdown
-                error = {"code": CONNECTION_CLOSED, "message": "Connection closed"}
-                self._send({"jsonrpc": "2.0", "id": id_, "error": error})
+                self._send(_closed(id_))
             raise
         except Exception as exc:  # rule 2: as the SDK's dispatcher answers
-            data = handler_exception_to_error_data(exc)
-            if data is None:
-                log.exception("handler for %r raised", METHOD)
-                error = {"code": 0, "message": str(exc)}
-            else:
-                error = data.model_dump(by_alias=True, mode="json", exclude_none=True)
-            answer = {"jsonrpc": "2.0", "id": id_, "error": error}
+            answer = _error_answer(id_, exc)
         finally:
             if self._in_flight.get(key) is call:
                 del self._in_flight[key]
@@ -175,7 +242,9 @@ class FastCalls:
             await self._out.eager.wait_for_room()
 
     async def _result(self, name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
-        result = await self._box.tools.run(name, arguments)
+        return self._wire(await self._box.tools.run(name, arguments))
+
+    def _wire(self, result: ToolResult) -> dict[str, Any]:
         if self._connection.protocol_version in WIRE_VERSIONS:
             return result.wire()
         dumped = result.model().model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -196,3 +265,24 @@ class FastCalls:
             self._out.eager.write(line)
         except Exception as exc:  # the client is gone (anyio Broken/ClosedResourceError)
             log.debug("dropped the answer to a tool call: %r", exc)
+
+
+async def _wire_of(result: Awaitable[ToolResult]) -> dict[str, Any]:
+    """A result awaited on a handshake-era version (rule 6): built directly."""
+    return (await result).wire()
+
+
+def _closed(id_: int | str) -> dict[str, Any]:
+    error = {"code": CONNECTION_CLOSED, "message": "Connection closed"}
+    return {"jsonrpc": "2.0", "id": id_, "error": error}
+
+
+def _error_answer(id_: int | str, exc: Exception) -> dict[str, Any]:
+    """A handler's exception as the SDK's dispatcher answers it (rule 2)."""
+    data = handler_exception_to_error_data(exc)
+    if data is None:
+        log.error("handler for %r raised", METHOD, exc_info=exc)
+        error: dict[str, Any] = {"code": 0, "message": str(exc)}
+    else:
+        error = data.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {"jsonrpc": "2.0", "id": id_, "error": error}

@@ -8,7 +8,11 @@ Rules:
 2. The server declares the experimental capability ``claude/channel`` and forwards each
    broker message as ``notifications/claude/channel`` once the client is initialized,
    through a bounded queue, so a client that does not read never blocks the broker session
-   (what it misses stays unread in the inbox).
+   (what it misses stays unread in the inbox). On a handshake-era version whose lines
+   this server builds itself (``fastcall.WIRE_VERSIONS``) the notification is written from
+   the broker connection's reader as it arrives, the line the SDK would write, not through
+   the SDK and a task; it is dropped, as from a full queue, while stdout holds more than
+   its high water (a client that does not read).
 3. The connection is served in the handshake era (protocol versions up to 2025-11-25): that
    is the era in which a server may send notifications of its own, which push needs.
 4. Exit: stdin at EOF, SIGTERM, SIGINT or SIGHUP. The session unregisters (bounded), then
@@ -17,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from typing import TYPE_CHECKING, Any
@@ -41,6 +46,7 @@ from slm_mesh.mcp_server.session import MeshSession
 if TYPE_CHECKING:
     from mcp.shared._stream_protocols import ReadStream, WriteStream
 
+    from slm_mesh.client.eager import EagerWriter
     from slm_mesh.mcp_server.tools import Tools
 
 log = logging.getLogger(__name__)
@@ -74,16 +80,43 @@ class ChannelForwarder:
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](PUSH_QUEUE)
         self._send: MemoryObjectSendStream[dict[str, Any]] = send
         self._receive: MemoryObjectReceiveStream[dict[str, Any]] = receive
+        self._direct: EagerWriter | None = None  # set once lines go out from here
 
     def offer(self, params: dict[str, Any]) -> None:
-        """Queue one notification; drop it (it stays unread) if the client is far behind."""
+        """Send or queue one notification; drop it (it stays unread) if the client is far
+        behind."""
+        if self._direct is not None:
+            self._write(params)
+            return
         try:
             self._send.send_nowait(params)
         except anyio.WouldBlock:
             log.warning("the MCP client is not reading notifications; dropped one")
 
-    async def run(self, connection: Connection) -> None:
+    def _write(self, params: dict[str, Any]) -> None:
+        direct = self._direct
+        assert direct is not None
+        if direct.queued > direct.high_water:
+            log.warning("the MCP client is not reading notifications; dropped one")
+            return
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            direct.write(channel.notification_line(params))
+
+    async def run(self, connection: Connection, out: EagerWriter) -> None:
         await connection.initialized.wait()
+        from slm_mesh.mcp_server.fastcall import WIRE_VERSIONS
+
+        if connection.protocol_version in WIRE_VERSIONS:
+            # What was queued before goes first, then every push straight from the reader.
+            self._direct = out
+            with self._send, self._receive:
+                while True:
+                    try:
+                        params = self._receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        return
+                    self._write(params)
+
         async with self._receive:
             async for params in self._receive:
                 await connection.notify(channel.CHANNEL_METHOD, params)
@@ -184,13 +217,15 @@ async def run(
         async with trio.open_nursery() as nursery:
             from slm_mesh.mcp_server.fastcall import FastCalls
 
-            read_stream.intercept = FastCalls(box, connection, write_stream, nursery).intercept
+            fast = FastCalls(box, connection, write_stream, nursery)
+            read_stream.intercept = fast.intercept
             nursery.start_soon(_stop_on_signal, stop)
             nursery.start_soon(session.run, connection.initialized)
-            nursery.start_soon(forwarder.run, connection)
+            nursery.start_soon(forwarder.run, connection, write_stream.eager)
             nursery.start_soon(serve_until_eof)
             await stop.wait()
             await session.leave()
+            fast.abandon()
             nursery.cancel_scope.cancel()
     return 0
 

@@ -13,6 +13,10 @@ Rules:
 4. A call that finds the connection down waits for the reconnect (bounded) and then goes
    out. A call whose connection drops while it waits for its answer is sent again only when
    repeating it is harmless; otherwise the agent is told it may or may not have happened.
+   :meth:`MeshSession.send_now` sends a call without a task, its answer to a callback, only
+   while the session is registered and connected; its caller applies the same rule.
+6. Pushes are taken from the connection's reader as they are read (``on_push``), not
+   through a task of their own: a message reaches the agent one hop sooner.
 5. :meth:`MeshSession.leave` unregisters (bounded, :data:`LEAVE_TIMEOUT_S`) so a server that
    exits leaves no ghost peer; a server that is killed leaves after the broker's grace.
 """
@@ -20,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -34,6 +39,8 @@ from slm_mesh.protocol.errors import MeshError
 
 if TYPE_CHECKING:
     from slm_mesh.client.aio import MeshClient
+    from slm_mesh.client.connection import OnAnswer
+    from slm_mesh.client.wire import ConnectionLost
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,12 @@ _REPEATABLE = frozenset(
         "event.subscribe",
         "event.unsubscribe",
     }
+)
+
+
+MAYBE_DONE = (
+    "the connection to the broker dropped before it answered, so this may or may not have "
+    "been done; check before you repeat it"
 )
 
 
@@ -160,15 +173,17 @@ class MeshSession:
         while True:
             try:
                 async with contextlib.AsyncExitStack() as stack:
+                    opening = functools.partial(
+                        MeshClient.open,
+                        self.settings,
+                        client_name=CLIENT_NAME,
+                        on_push=self._on_push,  # rule 6
+                    )
                     try:  # the broker is usually up: no probe first
-                        client = await stack.enter_async_context(
-                            MeshClient.open(self.settings, client_name=CLIENT_NAME)
-                        )
+                        client = await stack.enter_async_context(opening())
                     except BrokerUnreachable:
                         await ensure_broker(self.settings)  # start one, or wait for it
-                        client = await stack.enter_async_context(
-                            MeshClient.open(self.settings, client_name=CLIENT_NAME)
-                        )
+                        client = await stack.enter_async_context(opening())
                     self._client = client
                     try:
                         await self._register(client)
@@ -290,12 +305,50 @@ class MeshSession:
             try:
                 return await client.call(method, params)
             except ConnectionLost as exc:
-                if attempt == 2 or not _repeatable(method, params):
-                    raise MaybeDone(
-                        "the connection to the broker dropped before it answered, so this may "
-                        "or may not have been done; check before you repeat it"
-                    ) from exc
+                if attempt == 2 or not repeatable(method, params):
+                    raise MaybeDone(MAYBE_DONE) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def send_now(
+        self, method: str, params: dict[str, Any], on_answer: OnAnswer, *, inbox: bool = False
+    ) -> bool:
+        """Send one broker call without a task (rule 4): ``on_answer`` gets its
+        :class:`~slm_mesh.client.wire.Response`, or the
+        :class:`~slm_mesh.client.wire.ConnectionLost` if the connection drops first, from
+        the connection's reader. With ``inbox`` (a ``message.inbox``), the unread count is
+        learnt from the answer, as :meth:`inbox` does. False, and nothing sent, unless the
+        session is registered and the call can go out at once.
+
+        Raises:
+            MeshError: refused before it was sent (``TooLarge``).
+        """
+        client = self._client
+        if client is None or self._leaving or not self._registered.is_set():
+            return False
+        if inbox:
+            from slm_mesh.client.wire import Response
+
+            before = client.messages_pushed
+
+            def learn(outcome: Response | ConnectionLost) -> None:
+                result = None
+                if isinstance(outcome, Response) and outcome.error is None:
+                    result = outcome.result
+                left = result.get("unread_left") if isinstance(result, dict) else None
+                if isinstance(left, int):
+                    self._unread.learn(left, before, client.messages_pushed)
+                else:
+                    self._unread.forget()  # it may have marked some read
+                on_answer(outcome)
+
+            return client.call_soon(method, params, learn)
+        return client.call_soon(method, params, on_answer)
+
+    def known_unread(self) -> int | None:
+        """How many messages to this peer are unread, when that is known without asking
+        the broker (:mod:`slm_mesh.mcp_server.unread`); None otherwise."""
+        client = self._client
+        return None if client is None else self._unread.known(client.messages_pushed)
 
     async def unread_count(self) -> int:
         """How many messages to this peer are unread (0 if the broker can't say): known
@@ -392,7 +445,8 @@ class MeshSession:
             )
 
 
-def _repeatable(method: str, params: dict[str, Any] | None) -> bool:
+def repeatable(method: str, params: dict[str, Any] | None) -> bool:
+    """Whether sending ``method`` again after a dropped connection does no harm."""
     if method == "message.inbox":  # marking read twice would hide the first page
         return not (params or {}).get("mark_read", True)
     return method in _REPEATABLE

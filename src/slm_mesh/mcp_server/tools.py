@@ -7,6 +7,8 @@ Rules:
    protocol error: the agent reads it and carries on.
 3. Every result ends with the one-line unread notice while unread messages wait
    (:func:`slm_mesh.mcp_server.channel.unread_notice`).
+4. A tool that is one broker call (:mod:`slm_mesh.mcp_server.steps`) runs the same way in a
+   task (:meth:`Tools.run`) or without one (:meth:`Tools.start`): same call, same result.
 """
 
 from __future__ import annotations
@@ -20,19 +22,24 @@ from typing import Any
 
 import mcp_types
 
-from slm_mesh.mcp_server import advice, schemas, views
+from slm_mesh.client.wire import ConnectionLost, Response
+from slm_mesh.mcp_server import advice, schemas, steps, views
 from slm_mesh.mcp_server.args import Args, BadArgument
 from slm_mesh.mcp_server.channel import unread_notice
-from slm_mesh.mcp_server.session import BrokerDown, MaybeDone, MeshSession
+from slm_mesh.mcp_server.session import (
+    MAYBE_DONE,
+    BrokerDown,
+    MaybeDone,
+    MeshSession,
+    repeatable,
+)
+from slm_mesh.mcp_server.steps import Outcome
 from slm_mesh.protocol.errors import ERROR_NAMES, LockConflict, MeshError
-from slm_mesh.protocol.table import EVENT_TYPES, LOCK_MODES, MESSAGE_TYPES, SCOPES, STATUSES
+from slm_mesh.protocol.table import EVENT_TYPES
 
-MINUTES = 60.0
 SINCE_PAGE = 1_000
 SINCE_MAX_PAGES = 200
 
-# A handler returns its result and, when it already knows it, the unread count.
-Outcome = tuple[dict[str, Any], int | None]
 Handler = Callable[[Args], Awaitable[Outcome]]
 
 
@@ -81,6 +88,14 @@ class ToolResult:
         }
 
 
+# What a tool call started without a task comes to (Tools.finished): its result; None to
+# run it again in a task (the connection dropped before a call that is safe to repeat was
+# answered); an exception (a bug) to answer as the SDK answers a handler's; or an
+# awaitable of the result (the unread count has to be asked for first).
+Finished = ToolResult | None | Exception | Awaitable[ToolResult]
+Done = Callable[[Finished], None]
+
+
 class Tools:
     """The tool handlers of one MCP server, calling the broker as its peer."""
 
@@ -88,17 +103,22 @@ class Tools:
         self.session = session
         self.event_cursor: int | None = None
         """``mesh_events`` read: the last seq returned (None before the first read)."""
-        self._handlers: dict[str, Handler] = {
-            "mesh_peers": self.peers,
-            "mesh_summary": self.summary,
-            "mesh_send": self.send,
-            "mesh_inbox": self.inbox,
-            "mesh_state": self.state,
-            "mesh_lock": self.lock,
-            "mesh_events": self.events,
-            "mesh_status": self.status,
+        # One broker call each (mcp_server.steps): run in a task or without one.
+        self._steps: dict[str, steps.Plan] = {
+            "mesh_peers": steps.peers,
+            "mesh_summary": steps.summary,
+            "mesh_send": steps.send,
+            "mesh_inbox": steps.inbox,
+            "mesh_state": steps.state,
+            "mesh_lock": steps.lock,
+            "mesh_status": steps.status(session),
         }
-        assert tuple(self._handlers) == schemas.TOOL_NAMES
+        # The rest, and what a step's plan leaves to them (mesh_lock query): in a task.
+        self._handlers: dict[str, Handler] = {
+            "mesh_lock": self._lock_query,
+            "mesh_events": self.events,
+        }
+        assert set(self._steps) | set(self._handlers) == set(schemas.TOOL_NAMES)
 
     async def call(self, name: str, arguments: dict[str, Any] | None) -> mcp_types.CallToolResult:
         """Run tool ``name``: its result as the SDK's model."""
@@ -106,170 +126,97 @@ class Tools:
 
     async def run(self, name: str, arguments: dict[str, Any] | None) -> ToolResult:
         """Run tool ``name`` and build its result (see the module rules)."""
-        handler = self._handlers.get(name)
-        if handler is None:
+        if name not in self._steps and name not in self._handlers:
             known = ", ".join(schemas.TOOL_NAMES)
             return _error(f"unknown tool {name!r}; the tools are {known}", "unknown_tool", None)
         unread: int | None = None
         try:
-            data, unread = await handler(Args(arguments))
+            data, unread = await self._outcome(name, Args(arguments))
             result = _success(data)
         except BadArgument as exc:
             result = _error(f"{name}: {exc}", "invalid_params", None)
         except MeshError as exc:
-            result = _error(advice.for_error(exc, self.session.cwd), _code_name(exc), exc.code)
+            result = self._refused(exc)
         except BrokerDown as exc:
             return _error(str(exc), "broker_unreachable", None)
         except MaybeDone as exc:
             return _error(str(exc), "connection_lost", None)
         if unread is None:
             unread = await self.session.unread_count()
-        notice = unread_notice(unread)
-        if notice is not None:
-            result.texts.append(notice)
-        return result
+        return _noticed(result, unread)
 
-    # -- the tools -----------------------------------------------------------------------
+    async def _outcome(self, name: str, args: Args) -> Outcome:
+        plan = self._steps.get(name)
+        step = plan(args) if plan is not None else None
+        if step is None:
+            return await self._handlers[name](args)
+        if step.inbox:
+            answer = await self.session.inbox(step.params)
+        else:
+            answer = await self.session.call(step.method, step.params)
+        return step.finish(answer)
 
-    async def peers(self, args: Args) -> Outcome:
-        params = {
-            "scope": args.choice("scope", SCOPES, "mesh"),
-            "include_self": args.flag("include_self", False),
-        }
-        result = await self.session.call("peer.list", params)
-        return {"peers": [views.peer(p) for p in result["peers"]]}, None
-
-    async def summary(self, args: Args) -> Outcome:
-        params: dict[str, Any] = {"summary": args.required_text("summary")}
-        status = args.choice("status", STATUSES)
-        if status is not None:
-            params["status"] = status
-        peer = await self.session.call("peer.update", params)
-        return {
-            "name": peer.get("name"),
-            "summary": peer.get("summary"),
-            "status": peer.get("status"),
-        }, None
-
-    async def send(self, args: Args) -> Outcome:
-        params: dict[str, Any] = {
-            "to": args.required_text("to"),
-            "body": args.required_text("message"),
-            "type": args.choice("type", MESSAGE_TYPES, "text"),
-        }
-        reply_to = args.integer("reply_to", minimum=1)
-        if reply_to is not None:
-            params["reply_to"] = reply_to
-        scope = args.choice("scope", SCOPES)
-        if scope is not None:
-            params["scope"] = scope
-        result = await self.session.call("message.send", params)
-        recipients = [
-            views.compact(
-                {
-                    "name": r.get("name"),
-                    "peer_id": r.get("peer_id"),
-                    "message_id": r.get("id"),
-                    "away": None if r.get("connected") else True,
-                }
+    def start(self, name: str, arguments: dict[str, Any] | None, done: Done) -> bool:
+        """Run tool ``name`` without a task, when it is one broker call the session can
+        send at once and the unread count is known: ``done`` then gets what
+        :meth:`finished` makes of the answer, from the broker connection's reader (or at
+        once, for a bad argument). False, with nothing done: use :meth:`run`."""
+        plan = self._steps.get(name)
+        if plan is None:
+            return False
+        unread = self.session.known_unread()
+        if unread is None:
+            return False
+        try:
+            step = plan(Args(arguments))
+        except BadArgument as exc:
+            done(_noticed(_error(f"{name}: {exc}", "invalid_params", None), unread))
+            return True
+        if step is None:
+            return False
+        try:
+            return self.session.send_now(
+                step.method,
+                step.params,
+                lambda outcome: done(self.finished(step, outcome)),
+                inbox=step.inbox,
             )
-            for r in result.get("recipients", [])
-        ]
-        data: dict[str, Any] = {"sent": len(recipients), "recipients": recipients}
-        if not recipients:
-            data["note"] = "nobody else is connected, so nobody got it"
-        elif any(r.get("away") for r in recipients):
-            data["note"] = "away peers get it when they reconnect"
-        return data, None
+        except MeshError as exc:  # refused before it went out (too large)
+            done(_noticed(self._refused(exc), unread))
+            return True
 
-    async def inbox(self, args: Args) -> Outcome:
-        params: dict[str, Any] = {
-            "unread_only": args.choice("filter", ("unread", "all"), "unread") == "unread",
-            "limit": args.integer("limit", minimum=1) or 20,
-            "mark_read": args.flag("mark_read", True),
-        }
-        sender = args.text("from")
-        if sender is not None:
-            params["from"] = sender
-        result = await self.session.inbox(params)
-        unread = int(result.get("unread_left", 0))
-        messages = [views.message(m) for m in result.get("messages", [])]
-        return {"messages": messages, "unread_left": unread}, unread
+    def finished(self, step: steps.Step, outcome: Response | ConnectionLost) -> Finished:
+        """What the broker's answer to ``step`` makes of the tool call (see :data:`Done`),
+        as :meth:`run` would have made it."""
+        if not isinstance(outcome, Response):  # the connection dropped (session rule 4)
+            if repeatable(step.method, step.params):
+                return None
+            return _error(MAYBE_DONE, "connection_lost", None)
+        unread: int | None = None
+        try:
+            if outcome.error is not None:
+                result = self._refused(outcome.error)
+            else:
+                data, unread = step.finish(outcome.result)
+                result = _success(data)
+        except Exception as exc:  # a bug, answered as the SDK answers a handler's
+            return exc
+        if unread is None:
+            unread = self.session.known_unread()
+        if unread is None:
+            return self._noticed_later(result)
+        return _noticed(result, unread)
 
-    async def state(self, args: Args) -> Outcome:
-        action = args.choice("action", ("get", "set", "list", "delete"))
-        if action is None:
-            raise BadArgument("action is required: get, set, list or delete")
-        params: dict[str, Any] = {}
-        namespace = args.text("namespace")
-        if namespace is not None:
-            params["namespace"] = namespace
-        if action == "list":
-            return await self._list_state(args, params), None
-        key = params["key"] = args.required_text("key")
-        if action == "get":
-            entry = await self.session.call("state.get", params)
-            if entry is None:
-                return {"key": key, "found": False}, None
-            return {**views.state_entry(entry), "found": True}, None
-        if_version = args.integer("if_version", minimum=0)
-        if if_version is not None:
-            params["if_version"] = if_version
-        if action == "delete":
-            result = await self.session.call("state.delete", params)
-            return {"key": key, "deleted": bool(result.get("deleted"))}, None
-        if not args.given("value"):
-            raise BadArgument("value is required to set a key")
-        params["value"] = args.raw("value")
-        ttl = args.number("ttl", minimum=0.001)
-        if ttl is not None:
-            params["ttl"] = ttl
-        result = await self.session.call("state.set", params)
-        return {"key": key, "version": result.get("version")}, None
+    async def _noticed_later(self, result: ToolResult) -> ToolResult:
+        return _noticed(result, await self.session.unread_count())
 
-    async def _list_state(self, args: Args, params: dict[str, Any]) -> dict[str, Any]:
-        """One page of keys; ``next_after`` only when more follow."""
-        for name in ("prefix", "after"):
-            text = args.text(name)
-            if text is not None:
-                params[name] = text
-        # Fewer than the broker's 100 by default: every value lands in the agent's context.
-        params["limit"] = args.integer("limit", minimum=1) or 20  # the broker caps at 1,000
-        result = await self.session.call("state.list", params)
-        page = {"entries": [views.state_entry(e) for e in result["entries"]]}
-        if result.get("next_after") is not None:
-            page["next_after"] = result["next_after"]
-        return page
+    def _refused(self, exc: MeshError) -> ToolResult:
+        return _error(advice.for_error(exc, self.session.cwd), _code_name(exc), exc.code)
 
-    async def lock(self, args: Args) -> Outcome:
-        action = args.choice("action", ("lock", "unlock", "query"))
-        if action is None:
-            raise BadArgument("action is required: lock, unlock or query")
-        path = args.text("filePath")
-        if action == "query":
-            return await self._query_locks(path)
-        if action == "unlock":
-            params: dict[str, Any] = {"path": path} if path else {"all": True}
-            released = (await self.session.call("lock.release", params))["released"]
-            data: dict[str, Any] = {"released": released}
-            if path and not released:
-                data["note"] = f"you held no lock on {path}"
-            return data, None
-        if path is None:
-            raise BadArgument("filePath is required to lock")
-        params = {
-            "path": path,
-            "mode": args.choice("mode", LOCK_MODES, "exclusive"),
-            "wait": args.number("wait", minimum=0) or 0,
-        }
-        ttl_minutes = args.number("ttlMinutes", minimum=0.001)
-        if ttl_minutes is not None:
-            params["ttl"] = ttl_minutes * MINUTES
-        reason = args.text("reason")
-        if reason is not None:
-            params["reason"] = reason
-        result = await self.session.call("lock.acquire", params)
-        return {"locked": True, "lock": views.lock(result["lock"])}, None
+    # -- the tools that take more than one call ------------------------------------------
+
+    async def _lock_query(self, args: Args) -> Outcome:
+        return await self._query_locks(args.text("filePath"))
 
     async def _query_locks(self, path: str | None) -> Outcome:
         if path is None:
@@ -325,31 +272,6 @@ class Tools:
         self.event_cursor = max(self.event_cursor or 0, result["last_seq"])
         return result, None
 
-    async def status(self, args: Args) -> Outcome:
-        broker = await self.session.call("mesh.status", {})
-        you = views.compact(
-            {
-                "peer_id": self.session.peer_id,
-                "name": self.session.peer_name,
-                "agent": self.session.registration.get("agent"),
-                "cwd": self.session.registration.get("cwd"),
-                "git_branch": self.session.registration.get("git_branch"),
-            }
-        )
-        data = {
-            "you": you,
-            "person": broker.get("person"),
-            "broker": {
-                "pid": broker.get("pid"),
-                "version": broker.get("version"),
-                "uptime_s": broker.get("uptime_s"),
-                "lifetime": broker.get("lifetime"),
-                "counts": broker.get("counts"),
-                "data_dir": broker.get("data_dir"),
-            },
-        }
-        return data, None
-
     # -- helpers -------------------------------------------------------------------------
 
     async def _read_events(self, after: int, types: list[str] | None, limit: int) -> dict[str, Any]:
@@ -383,6 +305,13 @@ class Tools:
         if len(events) == limit and events:
             last_seq = events[-1]["seq"]
         return {"events": [views.event(e) for e in events], "last_seq": last_seq}
+
+
+def _noticed(result: ToolResult, unread: int) -> ToolResult:
+    notice = unread_notice(unread)
+    if notice is not None:
+        result.texts.append(notice)
+    return result
 
 
 def _success(data: dict[str, Any]) -> ToolResult:
