@@ -9,6 +9,8 @@
     python bench/fleet.py --adapter claude-peers --server "bun /path/to/server.ts"
     # both in one run, and the ratios (ours / theirs) of the figures they share:
     python bench/fleet.py --compare --server "bun /path/to/server.ts"
+    # the throughput part 5 times each, the two servers taking turns (medians, ranges):
+    python bench/fleet.py --compare --server "bun /path/to/server.ts" --only throughput --rounds 5
 
 Each session is a real server process (for slm-mesh the installed ``slm-mesh mcp``, what
 an agent's MCP config runs) driven over its stdin/stdout by the mcp SDK's
@@ -30,7 +32,9 @@ an agent's MCP config runs) driven over its stdin/stdout by the mcp SDK's
 
 ``--compare`` runs every part for slm-mesh and then for the ``--server`` command as
 claude-peers, in one invocation, and adds ``ratios``: slm-mesh's figure over the other's
-(below 1 is faster for times; above 1 is better for calls/s). Every process of a run lives
+(below 1 is faster for times; above 1 is better for calls/s). The throughput rounds of
+the two take turns (ours, theirs, ours...), so a change in what else the host runs
+weighs on both alike. Every process of a run lives
 in a temp data dir and is killed by pid at the end of its part.
 
 Before measuring, the package is byte-compiled, as ``pip install`` does for a regular
@@ -235,14 +239,14 @@ class Bench:
             await b.call(*self.adapter.read_inbox())
         return {"n": len(lat), "p50_ms": ms(percentile(lat, 50)), "p99_ms": ms(percentile(lat, 99))}
 
-    def part_throughput(self, seconds: float, mix: str) -> dict[str, Any]:
-        """Run the load generator in a process of its own."""
+    def part_throughput(self, seconds: float, mix: str, round_: int = 0) -> dict[str, Any]:
+        """Run the load generator in a process of its own, on a fresh cluster."""
         out = subprocess.run(
             [
                 sys.executable,
                 __file__,
                 "--loadgen",
-                str(self.root / "load"),
+                str(self.root / f"load{round_}"),
                 "--seconds",
                 str(seconds),
                 "--client",
@@ -273,10 +277,37 @@ class Bench:
         if "channel" in parts:
             out["channel"] = await self.part_channel(args.messages)
         if "throughput" in parts:
-            out["throughput"] = await trio.to_thread.run_sync(
-                self.part_throughput, args.seconds, args.mix
-            )
+            runs = [
+                await trio.to_thread.run_sync(self.part_throughput, args.seconds, args.mix, r)
+                for r in range(args.rounds)
+            ]
+            out["throughput"] = throughput_rounds(runs)
         return out
+
+
+def throughput_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One throughput figure of several rounds: each figure's median, with its range and
+    every round's headline figures (one round: that round, as it was)."""
+    for run in runs:
+        per_call = run["cpu_ms_per_call"]
+        run["cpu_ms_per_call_total"] = round(sum(per_call.values()), 3)
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[str, Any] = {"sessions": runs[0]["sessions"], "mix": runs[0]["mix"]}
+    for key in ("calls_per_s", "p50_ms", "p99_ms", "cpu_ms_per_call_total"):
+        values = [run[key] for run in runs]
+        out[key] = statistics.median(values)
+        out[f"{key}_range"] = [min(values), max(values)]
+    kinds = sorted({kind for run in runs for kind in run["cpu_ms_per_call"]})
+    out["cpu_ms_per_call"] = {
+        kind: round(statistics.median(run["cpu_ms_per_call"].get(kind, 0.0) for run in runs), 3)
+        for kind in kinds
+    }
+    out["rounds"] = [
+        {key: run[key] for key in ("calls_per_s", "p99_ms", "cpu_ms_per_call_total")}
+        for run in runs
+    ]
+    return out
 
 
 async def loadgen(
@@ -355,6 +386,7 @@ COMPARED = [
     ("channel", ("p50_ms",), "lower"),
     ("throughput", ("calls_per_s",), "higher"),
     ("throughput", ("p99_ms",), "lower"),
+    ("throughput", ("cpu_ms_per_call_total",), "lower"),
 ]
 
 
@@ -388,10 +420,21 @@ async def main_async(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         out["adapter"] = adapter.name
         out.update(await Bench(adapter, args.client, root).run(parts, args))
         return out
-    mine = ADAPTERS["slm-mesh"](None)
-    other = ADAPTERS["claude-peers"](server)
-    out["slm-mesh"] = await Bench(mine, args.client, root).run(parts, args)
-    out["claude-peers"] = await Bench(other, args.client, root).run(parts, args)
+    benches = {
+        "slm-mesh": Bench(ADAPTERS["slm-mesh"](None), args.client, root),
+        "claude-peers": Bench(ADAPTERS["claude-peers"](server), args.client, root),
+    }
+    others = [part for part in parts if part != "throughput"]
+    for name, bench in benches.items():
+        out[name] = await bench.run(others, args)
+    if "throughput" in parts:  # the rounds take turns
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in benches}
+        for r in range(args.rounds):
+            for name, bench in benches.items():
+                measure = bench.part_throughput
+                runs[name].append(await trio.to_thread.run_sync(measure, args.seconds, args.mix, r))
+        for name in benches:
+            out[name]["throughput"] = throughput_rounds(runs[name])
     out["ratios"] = ratios(out["slm-mesh"], out["claude-peers"])
     return out
 
@@ -407,6 +450,7 @@ def main() -> None:
     parser.add_argument("--cold-repeats", type=int, default=5)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=1, help="throughput runs (medians)")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="sdk")
     parser.add_argument("--adapter", choices=sorted(ADAPTERS), default="slm-mesh")
     parser.add_argument("--server", default="", help="the server command (shell words)")
