@@ -84,7 +84,7 @@ def parse_line(line: bytes, *, max_depth: int = 64) -> Parsed:
     except UnicodeDecodeError as exc:
         return Invalid(ParseError(f"parse error: invalid UTF-8 at byte {exc.start}"))
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _DECODER.decode(text)
     except RecursionError:
         return Invalid(InvalidRequest(f"invalid request: nested deeper than {max_depth} levels"))
     except ValueError as exc:
@@ -109,6 +109,12 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise ValueError(f"number {text[:32]} is out of range")
     return value
+
+
+# One decoder and one encoder for every line: json.loads and json.dumps with options build
+# a new one per call, a tenth of the broker's JSON time on a small call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _valid_id(value: Any) -> bool:
@@ -168,4 +174,4 @@ def notification(method: str, params: Any = None) -> dict[str, Any]:
 def encode(message: Any) -> bytes:
     """One JSON value as one NDJSON line. ASCII-escaped, so any string (even a lone
     surrogate that came in as ``\\ud800``) always encodes."""
-    return json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n"
+    return _ENCODER.encode(message).encode("ascii") + b"\n"

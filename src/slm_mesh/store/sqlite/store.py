@@ -36,6 +36,7 @@ _MESSAGE_COLUMNS = (
 # `status != 'read'`, so the (recipient_id, status, id) index seeks them instead of walking
 # every message the peer has read (kept a day): 3.4 ms -> 0.06 ms with 10,000 read.
 _UNREAD = "status IN ('queued', 'pushed')"
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options builds one per call
 
 
 class SQLiteStore(Store):
@@ -395,7 +396,7 @@ class SQLiteStore(Store):
     def append_event(self, type_: str, ts: float, data: dict[str, Any]) -> int:
         cur = self.conn.execute(
             "INSERT INTO events (type, ts, data) VALUES (?, ?, ?)",
-            (type_, ts, json.dumps(data, separators=(",", ":"))),
+            (type_, ts, _ENCODER.encode(data)),
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
