@@ -60,7 +60,9 @@ async def test_tools_list_has_exactly_the_eight_tools_within_six_kilobytes(mesh:
 READ_ONLY = {"mesh_peers", "mesh_events", "mesh_status"}
 NOT_DESTRUCTIVE = {"mesh_summary", "mesh_send", "mesh_inbox", "mesh_lock"}
 IDEMPOTENT = {"mesh_summary", "mesh_lock"}
-STRUCTURED = {"mesh_peers", "mesh_summary", "mesh_send", "mesh_inbox", "mesh_state", "mesh_status"}
+# What an agent reads; the acknowledgements of writes (send, summary, lock) carry
+# structuredContent without a schema (schemas.py, _ACK).
+STRUCTURED = {"mesh_peers", "mesh_inbox", "mesh_state", "mesh_status"}
 
 
 async def test_every_tool_has_a_title_annotations_and_where_structured_an_output_schema(
