@@ -52,11 +52,21 @@ def common_dir(git_dir: Path) -> Path:
     return target if target.is_absolute() else (git_dir / target).resolve()
 
 
+def config_of(git_dir: Path) -> Path:
+    """The repository's config file (in its common git dir)."""
+    return common_dir(git_dir) / "config"
+
+
 def remote_url(git_dir: Path) -> str | None:
     """The URL of remote ``origin``, else of the first remote, from the config."""
+    return remote_url_in(config_of(git_dir))
+
+
+def remote_url_in(config: Path) -> str | None:
+    """:func:`remote_url`, from the config file ``config``."""
     parser = configparser.RawConfigParser(strict=False)
     try:
-        parser.read(common_dir(git_dir) / "config", encoding="utf-8")
+        parser.read(config, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError):
         return None
     remotes = [s for s in parser.sections() if s.startswith('remote "')]
@@ -66,6 +76,12 @@ def remote_url(git_dir: Path) -> str | None:
         if url:
             return url
     return None
+
+
+def from_remote(config: Path) -> str | None:
+    """The identity the remote named in ``config`` gives, if any."""
+    url = remote_url_in(config)
+    return normalise_remote(url) if url else None
 
 
 def root_commit(root: Path) -> str | None:
@@ -84,27 +100,36 @@ def root_commit(root: Path) -> str | None:
     return commits[-1] if done.returncode == 0 and commits else None
 
 
-def identity_of(root: Path) -> str | None:
-    """The identity of the repository whose root is ``root`` (its ``.git`` a folder, or a
+def from_root_commit(root: Path) -> str | None:
+    """The identity HEAD's root commit gives (asking ``git``), if any."""
+    commit = root_commit(root)
+    return f"root:{commit}" if commit else None
+
+
+def git_dir_of(root: Path) -> Path | None:
+    """The git dir of the repository whose root is ``root`` (its ``.git`` a folder, or a
     file pointing at one), or None."""
     dot_git = root / ".git"
     try:
-        if dot_git.is_file():
-            text = dot_git.read_text(encoding="utf-8").strip()
-            if not text.startswith("gitdir:"):
-                return None
-            target = Path(text[len("gitdir:") :].strip())
-            dot_git = target if target.is_absolute() else (root / target).resolve()
+        if dot_git.is_dir():
+            return dot_git
+        if not dot_git.is_file():
+            return None
+        text = dot_git.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return identity(root, dot_git)
+    if not text.startswith("gitdir:"):
+        return None
+    target = Path(text[len("gitdir:") :].strip())
+    return target if target.is_absolute() else (root / target).resolve()
+
+
+def identity_of(root: Path) -> str | None:
+    """The identity of the repository whose root is ``root``, or None."""
+    git_dir = git_dir_of(root)
+    return identity(root, git_dir) if git_dir is not None else None
 
 
 def identity(root: Path, git_dir: Path) -> str | None:
     """The repository's identity (see the module), or None if it has neither."""
-    url = remote_url(git_dir)
-    found = normalise_remote(url) if url else None
-    if found:
-        return found
-    commit = root_commit(root)
-    return f"root:{commit}" if commit else None
+    return from_remote(config_of(git_dir)) or from_root_commit(root)

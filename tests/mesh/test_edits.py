@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from slm_mesh.config import EDIT_MEMORY_S
-from tests.mesh.harness import LOCK_TTL_S, Bench
+from slm_mesh.config import EDIT_MEMORY_S, Limits
+from slm_mesh.mesh import Mesh
+from tests.mesh.harness import GRACE_S, LOCK_TTL_S, Bench
 
 
 def test_an_edit_is_an_event_and_renews_the_sessions_own_lock(bench: Bench) -> None:
@@ -87,3 +88,47 @@ def test_edits_are_forgotten_after_the_memory(bench: Bench) -> None:
     bench.now += EDIT_MEMORY_S + 1
     bench.mesh.upkeep(bench.now)
     assert bench.mesh.edits.latest == {}
+
+
+REPO = "github.com/acme/app"
+
+
+def test_an_edit_in_one_clone_is_an_edit_of_the_same_file_in_every_clone(bench: Bench) -> None:
+    me = bench.register("me", cwd="/a", git_root="/a", repo=REPO)
+    other = bench.register("other", cwd="/b", git_root="/b", repo=REPO)
+    elsewhere = bench.register("elsewhere", cwd="/c")  # outside any repository
+    bench.call(other.conn, "file.edited", paths=["src/x.py"])
+    bench.call(elsewhere.conn, "file.edited", paths=["/c/src/x.py"])
+    [event] = [e for e in bench.events("file_edited") if e["data"]["name"] == "other"]
+    assert {k: event["data"][k] for k in ("path", "repo", "rel")} == {
+        "path": "/b/src/x.py",
+        "repo": REPO,
+        "rel": "/src/x.py",
+    }
+    out = bench.call(me.conn, "lock.check", paths=["src/x.py"], edited_within=600)
+    assert [(e["path"], e["name"]) for e in out["edits"]] == [("/a/src/x.py", "other")]
+
+
+def test_another_brokers_edit_is_remembered_from_its_event(bench: Bench) -> None:
+    me = bench.register("me", cwd="/a", git_root="/a", repo=REPO)
+    far = bench.register("far")  # its row, as the other broker wrote it in the shared store
+    data = {"peer_id": far.peer_id, "name": "far", "path": "/home/x/app/src/x.py"}
+    data.update(host="laptop", repo=REPO, rel="/src/x.py")
+    event = {"seq": 99, "type": "file_edited", "ts": bench.now, "data": data}
+    bench.mesh.remote_event(event, bench.now)
+    bench.advance(5)
+    out = bench.call(me.conn, "lock.check", paths=["/a/src/x.py"], edited_within=600)
+    assert [(e["name"], e["at"]) for e in out["edits"]] == [("far", bench.now - 5)]
+
+
+def test_a_restarted_broker_still_knows_the_edits_of_the_last_minutes(bench: Bench) -> None:
+    other = bench.register("other", cwd="/r")
+    bench.call(other.conn, "file.edited", paths=["/r/recent", "/r/old"])
+    bench.advance(EDIT_MEMORY_S - 60)
+    bench.call(other.conn, "file.edited", paths=["/r/recent"])
+    bench.advance(120)  # /r/old's edit is past the memory now
+    again = Mesh(bench.store, Limits(), grace_s=GRACE_S, lock_ttl_s=LOCK_TTL_S)
+    again.start(bench.now)
+    assert {place[2] for place in again.edits.latest} == {"/r/recent"}
+    [edit] = again.edits.recent(None, "/r/recent", EDIT_MEMORY_S, bench.now)
+    assert (edit["name"], edit["at"]) == ("other", bench.now - 120)

@@ -23,6 +23,10 @@ Rules:
    writer; input is read straight from the socket (:mod:`slm_mesh.direct_read`, which
    yields now and then so a client that keeps sending never starves the others). A call
    costs the broker's event loop one pass instead of four.
+6. What a line's calls need the broker to learn first, off the event loop (the root
+   commit of a repository a session registers in: :mod:`slm_mesh.broker.repos`), is
+   learned before any of them runs, the connection's later lines waiting meanwhile: a
+   batch's calls keep their order. Not before a TCP connection has authenticated.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,7 +46,7 @@ from slm_mesh.direct_read import DirectReader
 from slm_mesh.protocol import jsonrpc
 from slm_mesh.protocol.errors import RateLimited, TooLarge, Unauthorized
 from slm_mesh.protocol.framing import LineBuffer, LineTooLong
-from slm_mesh.protocol.jsonrpc import Batch, Call, Invalid
+from slm_mesh.protocol.jsonrpc import Batch, Call, Invalid, Parsed
 
 from .ratelimit import TokenBucket
 
@@ -58,6 +62,10 @@ class CallTarget(Protocol):
     settings: Settings
 
     def call(self, conn: Connection, name: str, raw_params: Any) -> Any: ...
+
+    def prepare(self, parsed: Parsed) -> Awaitable[None] | None:
+        """What must be learned off the event loop before this line's calls run (a
+        repository's root commit, :mod:`slm_mesh.broker.repos`): None nearly always."""
 
     def messages_pushed(self, ids: list[int]) -> None: ...
 
@@ -279,6 +287,10 @@ class Connection:
             await self.send(jsonrpc.error_response(None, TooLarge("line", line.limit)))
             return
         parsed = jsonrpc.parse_line(line)
+        if self.authenticated:
+            ready = self.broker.prepare(parsed)
+            if ready is not None:
+                await ready  # this connection's next line waits: its calls keep their order
         if isinstance(parsed, Batch):
             answers = [self._start(item) for item in parsed.items]
             if any(isinstance(a, Pending) for a in answers):

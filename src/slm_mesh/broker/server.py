@@ -27,6 +27,7 @@ import math
 import signal
 import socket
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -61,6 +62,7 @@ from slm_mesh.protocol.errors import (
     ShuttingDown,
     Unauthorized,
 )
+from slm_mesh.protocol.jsonrpc import Parsed
 from slm_mesh.protocol.methods import validate
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import StorageError, Store
@@ -70,6 +72,7 @@ from .activity import Activity
 from .connection import Connection
 from .message_wait import MessageWaits
 from .processes import ProcessWatch, process_alive
+from .repos import Repositories
 from .timers import Timers
 
 if TYPE_CHECKING:
@@ -109,6 +112,7 @@ class Broker:
 
             self.shared = SharedStore(self, store)  # type: ignore[arg-type]
         self.message_waits = MessageWaits()
+        self.repos = Repositories()
         self.sockets = listeners
         self.idle_exit_s = idle_exit_s
         self.activated = activated  # took its listeners from a service manager
@@ -326,6 +330,11 @@ class Broker:
 
     # -- calls -------------------------------------------------------------------------
 
+    def prepare(self, parsed: Parsed) -> Awaitable[None] | None:
+        """What must be learned before this line's calls run (connection rule 6)."""
+        roots = self.repos.to_learn(parsed)
+        return self.repos.learn(roots) if roots else None
+
     def call(self, conn: Connection, name: str, raw_params: Any) -> Any:
         """Run one call without waiting: its result, or a coroutine to await for the calls
         that wait (a queued ``lock.acquire``, ``event.subscribe`` with a replay).
@@ -338,6 +347,8 @@ class Broker:
         if method is None:
             raise MethodNotFound(f"method not found: {name}")
         params = validate(method, raw_params)
+        if name == "peer.register":
+            params = self.repos.fill(params)  # the hooks send no repo (broker/repos.py)
         if self.stopping and name not in _ALWAYS_ALLOWED:
             raise ShuttingDown("the broker is shutting down; retry in a moment")
         own = own_methods.HANDLERS.get(name)

@@ -402,6 +402,8 @@ class SharedStore:
         kind, data = event["type"], event["data"]
         if kind == "message_sent":
             return any(peer_id in sessions.conn_of for peer_id in data["recipients"])
+        if kind == "file_edited":
+            return True  # remembered for the edit guard (mesh/edits.py)
         if kind in ("peer_left", "peer_joined") and data["peer_id"] in sessions.peer_of.values():
             return True
         return bool(self.broker.mesh.locks.mine) and kind.startswith(("lock_", "peer_left"))

@@ -212,6 +212,7 @@ def peer_view(row: Row, connected: bool, lifetime: str = "connection") -> dict[s
         "cwd": row["cwd"],
         "git_root": row["git_root"],
         "git_branch": row["git_branch"],
+        "repo": row["repo"],
         "summary": row["summary"],
         "status": "away" if row["state"] == "away" else row["status"],
         "connected": connected,

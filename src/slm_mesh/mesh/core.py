@@ -118,6 +118,7 @@ class Mesh:
         with self.ctx.call_scope():
             self.sessions.recover(now)
             self.locks.recover(now)
+            self.edits.recover(now)
 
     def drain(self) -> list[Effect]:
         return self.ctx.drain()
@@ -194,6 +195,9 @@ class Mesh:
 
     def remote_event(self, event: dict[str, Any], now: float) -> None:
         """Another broker wrote ``event``: push, grant or let go here as it requires."""
+        if event["type"] == "file_edited":
+            self.edits.heard(event)  # (memory only)
+            return
         if event["type"] in ("message_sent", "peer_joined") and not self.locks.mine:
             self.brokers.remote_event(event, now)  # reads only
             return

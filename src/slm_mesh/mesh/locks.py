@@ -121,7 +121,7 @@ class Locks:
         """Locks of other sessions that a ``mode`` lock at ``where`` (or on that
         normalised path) would conflict with."""
         if isinstance(where, str):
-            where = self._where_at(peer_id, where)
+            where = self.where_at(peer_id, where)
         return [
             r
             for r in self._live_rows(now)
@@ -165,9 +165,9 @@ class Locks:
             path = paths.normalise(raw, cwd)
         except ValueError as exc:
             raise InvalidParams(field, str(exc) if field == "path" else f"{raw}: {exc}") from None
-        return self._where_at(peer_id, path)
+        return self.where_at(peer_id, path)
 
-    def _where_at(self, peer_id: str | None, path: str) -> Row:
+    def where_at(self, peer_id: str | None, path: str) -> Row:
         """Where a lock on the normalised ``path`` of ``peer_id`` is (rule 1)."""
         where: Row = {"path": path, "host": self.ctx.host, "repo": None, "rel": None}
         peer = self.sessions.row(peer_id) if peer_id is not None else None

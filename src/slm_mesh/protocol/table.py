@@ -104,7 +104,8 @@ METHOD_LIST: tuple[Method, ...] = (
             Param(
                 "repo",
                 "string",
-                "the repository's identity: its normalised remote URL, else its root commit",
+                "the repository's identity: its normalised remote URL, else its root commit "
+                "(without it, the broker works it out from git_root)",
                 max_chars=MAX_PATH_CHARS,
             ),
             Param("summary", "string", "what this session is working on"),
@@ -374,12 +375,13 @@ METHOD_LIST: tuple[Method, ...] = (
             Param(
                 "edited_within",
                 "number",
-                "also list paths another session edited (file.edited) this many seconds back",
+                "also list paths another session edited (file.edited) this many seconds back, "
+                "in this or any clone of the repository, on any machine",
                 minimum=0,
                 maximum=MAX_TTL_S,
             ),
         ),
-        "{conflicts: [{path, holders}], edits: [{path, peer_id, name, at}]}",
+        "{conflicts: [{path, holders}], edits: [{path, peer_id, name, host, at}]}",
     ),
     Method(
         "file.edited",

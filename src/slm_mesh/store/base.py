@@ -230,6 +230,10 @@ class Store(ABC):
     def events_after(self, after: int, types: Sequence[str] | None, limit: int) -> list[Row]: ...
 
     @abstractmethod
+    def events_since(self, ts: float, types: Sequence[str]) -> list[Row]:
+        """The events of ``types`` at ``ts`` or later, in ``seq`` order."""
+
+    @abstractmethod
     def last_seq(self) -> int:
         """The highest ``seq`` ever committed (kept when old events are pruned)."""
 

@@ -494,6 +494,16 @@ class PostgresStore(Store):
             row["data"] = json.loads(row["data"])
         return rows
 
+    def events_since(self, ts: float, types: Sequence[str]) -> list[Row]:
+        rows = self._x(
+            "SELECT seq, type, ts, data FROM events WHERE ts >= %(ts)s "
+            "AND type = ANY(%(types)s) ORDER BY seq",
+            {"ts": ts, "types": list(types)},
+        ).fetchall()
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows
+
     def last_seq(self) -> int:
         # prune() always keeps the newest event, so this never goes back.
         row = self._one("SELECT coalesce(max(seq), 0) AS s FROM events")

@@ -415,6 +415,17 @@ class SQLiteStore(Store):
             row["data"] = json.loads(row["data"])
         return rows
 
+    def events_since(self, ts: float, types: Sequence[str]) -> list[Row]:
+        marks = ", ".join("?" for _ in types)
+        rows = self.conn.execute(
+            f"SELECT seq, type, ts, data FROM events WHERE ts >= ? AND type IN ({marks}) "
+            "ORDER BY seq",
+            [ts, *types],
+        ).fetchall()
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows
+
     def last_seq(self) -> int:
         # sqlite_sequence keeps the high-water mark even when every event was pruned.
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
