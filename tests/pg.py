@@ -7,6 +7,13 @@ authentication, ``fsync=off`` (nothing here must survive a power cut). ``initdb`
 to run as root, so as root the cluster belongs to the ``postgres`` user (``runuser``).
 Each test takes a mesh of its own (a schema: ``SLM_MESH_MESH``), so tests never see each
 other's peers. Stopped by its pid file and removed at the end.
+
+A cluster never outlives the process that made it (its owner), even one killed with
+SIGKILL: a watchdog process of its own (``python tests/pg.py watch``, in a session of its
+own so a signal to the test run's process group spares it) waits for the owner to exit and
+then stops the server and removes its folder. Should the watchdog die too, the next
+:func:`cluster` call of any test run stops every cluster under ``/tmp/sm-pg-*`` whose
+owner (pid and start time, in its ``owner`` file) is gone.
 """
 
 from __future__ import annotations
@@ -15,15 +22,22 @@ import contextlib
 import os
 import pwd
 import secrets
+import select
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_USER = "postgres"
+PREFIX = "sm-pg-"
+OWNER_FILE = "owner"  # "<pid> <start time>" of the process the cluster belongs to
+WATCH_POLL_S = 1.0  # where pidfd_open is missing: how often the watchdog looks
 
 
 def _free_port() -> int:
@@ -98,11 +112,15 @@ def mesh_name() -> str:
 def cluster(
     bindir: str, *, tcp: str = "", hba: str = "", durable: bool = False
 ) -> Iterator[Cluster]:
-    """A new cluster, torn down at the end. ``tcp``: an address to listen on too, with
-    ``hba`` lines (pg_hba.conf) saying who may connect over it; ``durable``: fsync on (for
-    benchmarks)."""
-    root = Path(tempfile.mkdtemp(prefix="sm-pg-", dir="/tmp"))
+    """A new cluster, torn down at the end (or when this process dies: see the module
+    doc). ``tcp``: an address to listen on too, with ``hba`` lines (pg_hba.conf) saying who
+    may connect over it; ``durable``: fsync on (for benchmarks)."""
+    stop_orphans(Path(bindir))
+    root = Path(tempfile.mkdtemp(prefix=PREFIX, dir="/tmp"))
+    watchdog: subprocess.Popen[bytes] | None = None
     try:
+        (root / OWNER_FILE).write_text(_identity(os.getpid()) or "")
+        watchdog = _watch(root, bindir)
         if os.geteuid() == 0:
             user = pwd.getpwnam(SERVER_USER)
             os.chown(root, user.pw_uid, user.pw_gid)
@@ -138,3 +156,108 @@ def cluster(
             found.stop("immediate")  # -w: returns once the server is down
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
+
+
+# -- clusters whose owner died -----------------------------------------------------------
+
+
+def _identity(pid: int) -> str | None:
+    """``"<pid> <start time>"`` of a running process (the start time tells a reused pid
+    apart), or None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return f"{pid} ?"  # no /proc (macOS): the pid alone
+    fields = stat.rsplit(b")", 1)[-1].split()
+    if fields[0] == b"Z":
+        return None
+    return f"{pid} {fields[19].decode()}"
+
+
+def _owner_alive(root: Path) -> bool | None:
+    """Whether the process that made the cluster in ``root`` still runs (None: no owner
+    recorded, e.g. made by an older tests/pg.py or still being made)."""
+    try:
+        owner = (root / OWNER_FILE).read_text().strip()
+    except OSError:
+        return None
+    if not owner:
+        return None
+    return _identity(int(owner.split()[0])) == owner
+
+
+def stop_cluster_at(root: Path, bindir: Path) -> None:
+    """Stop the server of the cluster in ``root`` (if one runs) and remove the folder."""
+    if (root / "data" / "postmaster.pid").exists():
+        pg_ctl = str(bindir / "pg_ctl")
+        subprocess.run(
+            _as_server([pg_ctl, "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            check=False,
+            timeout=60,
+            env=_server_env(),
+        )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_orphans(bindir: Path) -> list[Path]:
+    """Stop every cluster under ``/tmp/sm-pg-*`` whose owner is gone; return their
+    folders."""
+    stopped = []
+    for root in Path("/tmp").glob(PREFIX + "*"):
+        if root.is_dir() and _owner_alive(root) is False:
+            stop_cluster_at(root, bindir)
+            stopped.append(root)
+    return stopped
+
+
+def _watch(root: Path, bindir: str) -> subprocess.Popen[bytes]:
+    """Start the watchdog of the cluster in ``root``: it outlives this process by as
+    long as it takes to stop the cluster."""
+    return subprocess.Popen(
+        [sys.executable, __file__, "watch", str(os.getpid()), str(root), bindir],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a signal to the test run's process group spares it
+        env=_server_env(),
+    )
+
+
+def _wait_for_exit(pid: int) -> None:
+    """Return once process ``pid`` has exited."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd: look every WATCH_POLL_S
+        while _identity(pid) is not None:
+            time.sleep(WATCH_POLL_S)
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        while not poller.poll():  # readable once the process has exited
+            pass
+    finally:
+        os.close(pidfd)
+
+
+def _watchdog(owner: int, root: Path, bindir: Path) -> None:
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    _wait_for_exit(owner)
+    stop_cluster_at(root, bindir)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["watch"]:
+    _watchdog(int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
