@@ -79,6 +79,9 @@ DEFAULT_MESH_NAME = "default"
 # A broker's lease in the shared store: renewed every third of it. A broker that could not
 # renew it for this long stops answering; the others take its sessions for away.
 DEFAULT_LEASE_S = 10 * SECONDS
+# How often each broker of a shared store sweeps for what a dead broker left behind (a
+# lapsed lease, a grace run out, a lock past its TTL). Lowered by the tests.
+DEFAULT_SWEEP_S = 1 * SECONDS
 
 
 # Exit statuses of a broker that can't start (sysexits.h). Restarting it would fail the same
@@ -159,6 +162,7 @@ class Settings:
     mesh_name: str = DEFAULT_MESH_NAME
     host: str = field(default_factory=default_host)
     lease_s: float = DEFAULT_LEASE_S
+    sweep_s: float = DEFAULT_SWEEP_S
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -176,6 +180,7 @@ class Settings:
             mesh_name=os.environ.get("SLM_MESH_MESH") or DEFAULT_MESH_NAME,
             host=default_host(),
             lease_s=_env_float("SLM_MESH_LEASE_S", DEFAULT_LEASE_S),
+            sweep_s=_env_float("SLM_MESH_SWEEP_S", DEFAULT_SWEEP_S),
         )
 
     @property

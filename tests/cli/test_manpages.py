@@ -90,3 +90,31 @@ def test_the_package_installs_the_man_pages_where_man_finds_them() -> None:
     shared = project["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
     assert shared["man/slm-mesh.1"] == "share/man/man1/slm-mesh.1"
     assert shared["man/slm-mesh-protocol.7"] == "share/man/man7/slm-mesh-protocol.7"
+
+
+# Read by the broker but documented elsewhere: the limits as one family (SLM_MESH_<NAME>,
+# its own paragraph), the person at the shell in the README's "From the shell".
+_DOCUMENTED_ELSEWHERE = frozenset({"SLM_MESH_MAX_LINE_BYTES", "SLM_MESH_PERSON"})
+
+
+def _broker_variables() -> set[str]:
+    """Every ``SLM_MESH_*`` variable named in the broker's settings, its store and itself."""
+    src = REPO / "src" / "slm_mesh"
+    files = [src / "config.py", src / "locations.py", *src.glob("broker/*.py")]
+    files += src.glob("store/**/*.py")
+    names = set()
+    for path in files:
+        names.update(re.findall(r"SLM_MESH_[A-Z_]*[A-Z]", path.read_text()))
+    return names - _DOCUMENTED_ELSEWHERE
+
+
+def test_every_variable_the_broker_reads_is_in_the_readme_table_and_the_man_page() -> None:
+    names = _broker_variables()
+    assert {"SLM_MESH_STORE", "SLM_MESH_MESH", "SLM_MESH_HOST", "SLM_MESH_SWEEP_S"} <= names
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Files and environment", 1)[1].lstrip().split("\n\n", 1)[0]
+    rst = (MAN / "slm-mesh.1.rst").read_text()
+    environment = rst.split("\nENVIRONMENT\n", 1)[1].split("\nFILES\n", 1)[0]
+    for name in sorted(names):
+        assert f"`{name}` |" in table, f"{name} is not in the README's environment table"
+        assert f"**{name}**" in environment, f"{name} is not in the man page's ENVIRONMENT"

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STORE_CALL_TIMEOUT_S = 4.0
-SWEEP_INTERVAL_S = float(os.environ.get("SLM_MESH_SWEEP_S", "1.0"))
 RECONNECT_MAX_S = 5.0
 QUIESCE_S = 15.0  # longer than any statement may take (connect.STATEMENT_TIMEOUT_MS)
 CATCH_UP_PAGE = 500
@@ -276,7 +275,7 @@ class SharedStore:
 
     async def _sweep(self) -> None:
         while True:
-            await trio.sleep(SWEEP_INTERVAL_S)
+            await trio.sleep(self.broker.settings.sweep_s)
             if self.usable():
                 await self.entry("sweep", self.broker.mesh.sweep, self.broker.now())
 
