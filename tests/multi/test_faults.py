@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -17,7 +17,7 @@ from slm_mesh.config import EXIT_CANT_START_CONFIG
 from slm_mesh.store import SchemaError
 from slm_mesh.store.postgresql import PostgresStore
 from slm_mesh.store.postgresql.connect import schema_name
-from tests import outside, pg
+from tests import pg
 from tests.multi.conftest import GRACE_S, LEASE_S, Mesh, Node
 from tests.wire import Gone, LineClient, broker_env
 
@@ -65,13 +65,6 @@ def test_a_killed_brokers_sessions_go_away_then_gone_and_their_locks_end(
     assert [(e["data"]["name"], e["data"]["reason"]) for e in events] == [("a", "grace_expired")]
     for client in (a, b, watcher):
         client.close()
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[pg.Cluster]:
-    """A cluster of this test's own, to restart without disturbing the others."""
-    with pg.cluster(outside.require("postgresql")) as found:
-        yield found
 
 
 def test_brokers_survive_a_postgresql_restart_failing_fast_and_losing_nothing(

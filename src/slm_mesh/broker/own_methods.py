@@ -48,7 +48,9 @@ def status(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
     if broker.shared is not None:
         return _shared_status(broker)
     counts = broker.store.counts()
-    return _status(broker, counts, broker.store.last_seq(), broker.store.size_bytes())
+    result = _status(broker, counts, broker.store.last_seq(), broker.store.size_bytes())
+    result["store"] = {"kind": "sqlite", "path": str(broker.settings.db_path), "available": True}
+    return result
 
 
 async def _shared_status(broker: Broker) -> Any:
@@ -57,16 +59,29 @@ async def _shared_status(broker: Broker) -> Any:
     assert shared is not None
     counts: dict[str, int] = {}
     size = 0
+    person = broker.mesh.sessions.person_view(unread=False)
     if shared.usable():
         with contextlib.suppress(MeshError):
-            counts = await shared.run_sync(broker.store.counts)
-            size = await shared.run_sync(broker.store.size_bytes)
-    result = _status(broker, counts, shared.cursor, size)
+            # In the mesh's thread, as everything that reads the store (never on the loop).
+            counts, size, person = await shared.run_sync(_figures, broker)
+    result = _status(broker, counts, shared.cursor, size, person)
     result["store"] = shared.status()
     return result
 
 
-def _status(broker: Broker, counts: dict[str, int], last_seq: int, size: int) -> Any:
+def _figures(broker: Broker) -> tuple[dict[str, int], int, dict[str, Any]]:
+    """What ``mesh.status`` reads from the store: counts, size, the person's unread."""
+    store = broker.store
+    return store.counts(), store.size_bytes(), broker.mesh.sessions.person_view()
+
+
+def _status(
+    broker: Broker,
+    counts: dict[str, int],
+    last_seq: int,
+    size: int,
+    person: dict[str, Any] | None = None,
+) -> Any:
     counts.update(
         connections=len(broker.conns),
         subscribers=len(broker.subscribers),
@@ -83,7 +98,7 @@ def _status(broker: Broker, counts: dict[str, int], last_seq: int, size: int) ->
         "db_bytes": size,
         "idle_exit_s": broker.idle_exit_s,
         "lifetime": lifetime(broker),
-        "person": broker.mesh.sessions.person_view(),
+        "person": person if person is not None else broker.mesh.sessions.person_view(),
         "activity": broker.activity.view(time.monotonic()),
     }
 

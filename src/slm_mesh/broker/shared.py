@@ -41,6 +41,7 @@ from slm_mesh.protocol.errors import StoreUnavailable
 from slm_mesh.store.errors import StoreUnreachable
 from slm_mesh.store.postgresql import PostgresStore
 from slm_mesh.store.postgresql.liveness import Lease, Listener
+from slm_mesh.store.urls import redact
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -133,12 +134,21 @@ class SharedStore:
             conn.push("mesh.store", note)
 
     def status(self) -> dict[str, Any]:
+        """The store as ``mesh.status`` shows it (the URL without its password)."""
+        usable = self.usable()
+        settings = self.broker.settings
         return {
             "kind": "postgresql",
             "where": self.store.where(),
+            "url": redact(self.store.url),
+            "mesh": settings.mesh_name,
+            "schema": self.store.schema,
+            "host": settings.host,
+            "lease_s": self.lease_s,
             "broker_id": self.broker_id,
-            "available": self.usable(),
-            "reason": None if self.usable() else self.reason,
+            "available": usable,
+            "reason": None if usable else self.reason,
+            "retry_after": None if usable else self.retry_after(),
         }
 
     # -- running mesh entries (rule 1) ---------------------------------------------------

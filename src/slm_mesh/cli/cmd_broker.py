@@ -24,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from slm_mesh.cli import render, shell_sessions, warm_process
 from slm_mesh.cli.connect import connect, load_settings, permission_problem
 from slm_mesh.cli.outcome import FAILED, OK, CliError, unreachable
-from slm_mesh.cli.render import BOLD, GREEN, Output
+from slm_mesh.cli.render import BOLD, GREEN, RED, Output
 from slm_mesh.client.address import BrokerUnreachable
 from slm_mesh.client.blocking import BlockingClient
 from slm_mesh.client.wire import ConnectionLost
@@ -136,7 +137,8 @@ def show_status(
         doc["warm"] = warm
         out.json(doc)
         return
-    counts = info["counts"]
+    # (A shared store out of reach leaves out what only it can count: "?".)
+    counts: dict[str, Any] = defaultdict(lambda: "?", info["counts"])
     head = f"{out.paint('running', GREEN, BOLD)}, pid {info['pid']}, version {info['version']}"
     head += f", up {render.span(info['uptime_s'])}"
     if started:
@@ -152,6 +154,7 @@ def show_status(
                 "data dir",
                 f"{render.home_relative(info['data_dir'])} (db {render.size(info['db_bytes'])})",
             ),
+            ("store", _store(out, info.get("store"))),
             ("you", _person(info)),
             ("peers", f"{counts['peers']} connected, {counts['away']} away"),
             ("messages", f"{counts['messages']} stored, {counts['unread']} unread"),
@@ -192,6 +195,27 @@ def _lifetime(info: dict[str, Any]) -> str:
             "connection closes (`slm-mesh start` then keeps one running)"
         )
     return "runs until `slm-mesh stop`"
+
+
+def _store(out: Output, store: dict[str, Any] | None) -> str:
+    """Where the mesh is kept: the SQLite file, or the shared PostgreSQL store (its URL
+    without a password, the mesh, this machine's name, the lease) and whether it answers."""
+    if store is None:
+        return "-"
+    if store.get("kind") == "sqlite":
+        return f"SQLite {render.home_relative(store.get('path'))}"
+    text = (
+        f"PostgreSQL {store.get('url')}, mesh {store.get('mesh')}, "
+        f"this machine {store.get('host')}, lease {render.span(store.get('lease_s') or 0)}: "
+    )
+    if store.get("available"):
+        return text + out.paint("reachable", GREEN)
+    return text + out.paint(
+        f"UNREACHABLE ({store.get('reason')}): calls fail until it is back; "
+        f"retry in {render.span(store.get('retry_after') or 1)}",
+        RED,
+        BOLD,
+    )
 
 
 def _person(info: dict[str, Any]) -> str:

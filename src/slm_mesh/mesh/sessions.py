@@ -145,12 +145,13 @@ class Sessions:
         """The person at the shell, as a peer row (rule 9)."""
         return person_row(self.ctx.person_name)
 
-    def person_view(self) -> dict[str, Any]:
-        """The person as ``mesh.status`` shows it."""
+    def person_view(self, *, unread: bool = True) -> dict[str, Any]:
+        """The person as ``mesh.status`` shows it (``unread``: count its unread messages in
+        the store; else that count is None, as when the store can't be reached)."""
         return {
             "peer_id": PERSON_ID,
             "name": self.ctx.person_name,
-            "unread": self.store.unread_count(PERSON_ID),
+            "unread": self.store.unread_count(PERSON_ID) if unread else None,
             "following": len(self.person_conns),
         }
 

@@ -83,10 +83,10 @@ METHOD_LIST: tuple[Method, ...] = (
     Method("mesh.ping", "Liveness check.", (), '"pong"'),
     Method(
         "mesh.status",
-        "Broker pid, version, uptime, listeners, counts, db size, and activity: calls "
-        "answered and messages sent since the start and in each of the last 15 minutes.",
+        "Broker pid, version, uptime, listeners, counts, db size, the store, and activity: "
+        "calls answered and messages sent since the start and in each of the last 15 minutes.",
         (),
-        "{pid, version, uptime_s, listeners, counts, db_bytes, activity}",
+        "{pid, version, uptime_s, listeners, counts, db_bytes, store, activity}",
     ),
     Method("mesh.shutdown", "Stop the broker (same uid only).", (), "{}"),
     Method(
