@@ -35,6 +35,17 @@ class Lease:
         Raises:
             StoreUnreachable: the store can't be reached.
         """
+        reused = self.conn is not None and not self.conn.closed
+        try:
+            return self._renew(lease_s)
+        except StoreUnreachable:
+            if not reused:
+                raise
+        # A connection that broke while idle (the link went, or the server restarted,
+        # while the broker renewed nothing) says nothing of the store now: once more, anew.
+        return self._renew(lease_s)
+
+    def _renew(self, lease_s: float) -> tuple[float, bool]:
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = pg.connect(self.url, self.schema, application="slm-mesh lease")
