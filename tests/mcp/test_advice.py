@@ -60,3 +60,14 @@ def test_other_errors_say_what_to_do_next() -> None:
         "to: must not be empty"
     )
     assert "retry in 2 s" in advice.for_error(errors.RateLimited("slow", {"retry_after": 2}))
+
+
+def test_the_shared_store_out_of_reach_says_nothing_was_done_and_when_to_retry() -> None:
+    error = errors.StoreUnavailable(
+        "store unavailable: timeout; retry in 2 s", {"retry_after": 2.0}
+    )
+    assert advice.for_error(error) == (
+        "the mesh's shared store (PostgreSQL) can't be reached from this machine's broker, "
+        "so nothing was done; retry in 2 s. Locks you hold stay yours unless it stays out "
+        "of reach past the grace period."
+    )

@@ -135,3 +135,22 @@ async def test_a_broker_an_agent_starts_exits_when_idle_and_says_so(
         async with MeshClient.open(settings) as client:
             status = await client.call("mesh.status", {})
     assert status["idle_exit_s"] == settings.idle_exit_s
+
+
+async def test_a_session_the_agents_own_hook_ended_is_not_joined_again(
+    mesh: Mesh, settings: Settings
+) -> None:
+    """SessionEnd (the agent exits) ends the session from another connection: the server
+    (which exits a moment later) must not bring it back (rule 6 of mcp_server/session.py)."""
+    agent = await mesh.start("leaving")
+    await agent.ok("mesh_events", action="subscribe", types=["state_changed"])
+    with trio.fail_after(10):
+        async with MeshClient.open(settings) as hook:
+            await hook.call("peer.attach", {"pid": os.getpid()})  # the agent's pid
+            await hook.call("peer.unregister", {})
+            # Pushed after the detach: once the server passes it on, it has handled that.
+            await hook.call("state.set", {"key": "after", "value": 1})
+    with trio.fail_after(10):
+        pushed = await agent.next_channel()
+    assert pushed.content.startswith("state_changed: ")
+    assert await peers_at_broker(settings) == []

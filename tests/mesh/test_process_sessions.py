@@ -146,7 +146,7 @@ def test_unregister_on_an_attached_connection_ends_the_session_at_once(bench: Be
     bench.call(hook, "peer.unregister")
     assert bench.peer_state(mcp.peer_id) == "gone"
     assert [e for e in bench.take() if isinstance(e, Detach)] == [
-        Detach(mcp.conn, mcp.peer_id, "ended")
+        Detach(mcp.conn, mcp.peer_id, "ended", "unregistered")
     ]
     assert error_code(bench, mcp.conn, "peer.whoami") == errors.NOT_REGISTERED
     assert error_code(bench, hook, "peer.whoami") == errors.NOT_REGISTERED

@@ -157,6 +157,7 @@ def test_a_broker_cut_off_stops_at_once_and_the_others_end_its_sessions_after_th
         netns.mend()
         ended = notes_until(a, "peer.detached", timeout=30)
         assert ended[-1]["params"]["reason"] == "ended"
+        assert ended[-1]["params"]["cause"] == "grace_expired"
         assert a.request("lock.list")["result"]["locks"][0]["holder"] == "b"
         for client in (a, b, watcher):
             client.close()

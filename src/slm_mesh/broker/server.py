@@ -448,6 +448,8 @@ class Broker:
                 conn = self.conns.get(effect.conn_id)
                 if conn is not None:
                     detached = {"peer_id": effect.peer_id, "reason": effect.reason}
+                    if effect.cause is not None:
+                        detached["cause"] = effect.cause
                     conn.push("peer.detached", detached)
             elif isinstance(effect, ReadElsewhere):
                 conn = self.conns.get(effect.conn_id)

@@ -34,6 +34,12 @@ def for_error(error: errors.MeshError, cwd: str | None = None) -> str:
         return f"too many calls; retry in {data.get('retry_after', 1)} s."
     if isinstance(error, errors.InvalidParams):
         return error.message.removeprefix("invalid params: ")
+    if isinstance(error, errors.StoreUnavailable):
+        return (
+            "the mesh's shared store (PostgreSQL) can't be reached from this machine's "
+            f"broker, so nothing was done; retry in {data.get('retry_after', 1):g} s. Locks "
+            "you hold stay yours unless it stays out of reach past the grace period."
+        )
     if isinstance(error, errors.NotRegistered | errors.ShuttingDown):
         return f"{error.message} (the mesh is reconnecting; retry in a moment)."
     return error.message

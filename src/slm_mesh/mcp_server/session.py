@@ -19,6 +19,13 @@ Rules:
    through a task of their own: a message reaches the agent one hop sooner.
 5. :meth:`MeshSession.leave` unregisters (bounded, :data:`LEAVE_TIMEOUT_S`) so a server that
    exits leaves no ghost peer; a server that is killed leaves after the broker's grace.
+7. A session that ended under a connection still open (``peer.detached`` "ended": its
+   broker was cut off from the shared store past the grace period) is joined again at
+   once, under the same name if it is free, and the agent is told (:mod:`notices`). One
+   that another connection ended on purpose (cause "unregistered": the agent's own
+   SessionEnd hook) or resumed ("resumed": a newer server of the agent) is not. A call
+   refused meanwhile for want of a session (-32001: the broker answers it after the
+   ``peer.detached``, so the session knows by then) is sent again once it is back.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ import anyio
 
 from slm_mesh.config import VERSION, Settings
 from slm_mesh.mcp_server import agent, workspace
+from slm_mesh.mcp_server.notices import Notices
 from slm_mesh.mcp_server.unread import UnreadCount
-from slm_mesh.protocol.errors import MeshError
+from slm_mesh.protocol.errors import MeshError, NotRegistered
 
 if TYPE_CHECKING:
     from slm_mesh.client.aio import MeshClient
@@ -130,6 +138,10 @@ class MeshSession:
         self._leaving = False
         self._failure = "still connecting to the broker"
         self._unread = UnreadCount()
+        self.notices = Notices()
+        self.registrations = 0
+        """Registrations so far: a call refused for want of a session compares (rule 7)."""
+        self._rejoin_wanted = anyio.Event()
 
     # -- what the MCP side tells us ------------------------------------------------------
 
@@ -210,15 +222,47 @@ class MeshSession:
             self.joined_seq = registered["last_seq"]
         self._resume_token = client.resume_token
         self._registered.set()
+        self.registrations += 1
         log.info("registered as %s (%s)", self.peer_name, client.peer_id)
 
     async def _pump(self, client: MeshClient) -> None:
         while True:
-            async for method, params in client.notifications:
-                self._on_push(method, params)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._rejoin_when_wanted, client)
+                async for method, params in client.notifications:  # until it drops
+                    self._on_push(method, params)
+                tasks.cancel_scope.cancel()
             if self._leaving:
                 await anyio.sleep_forever()
             await self._reconnect(client)
+
+    async def _rejoin_when_wanted(self, client: MeshClient) -> None:
+        while True:
+            await self._rejoin_wanted.wait()
+            self._rejoin_wanted = anyio.Event()
+            await self._rejoin(client)
+
+    async def _rejoin(self, client: MeshClient) -> None:
+        """Register again on this connection, under the same name (rule 7). Returns once
+        registered, or when leaving, or when the connection drops (the pump reconnects)."""
+        from slm_mesh.client.wire import ConnectionLost
+
+        self._resume_token = None  # the session it resumed is gone
+        if self.peer_name:
+            self.registration = {**self.registration, "name": self.peer_name}
+        delay = FIRST_BACKOFF_S
+        while not self._leaving:
+            try:
+                await self._register(client)
+            except ConnectionLost:
+                return
+            except MeshError as exc:  # e.g. the store out of reach again: try again
+                self._note_failure(exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            self.notices.joined_again(self.peer_name)
+            return
 
     def _on_push(self, method: str, params: Any) -> None:
         if not isinstance(params, dict):
@@ -238,14 +282,18 @@ class MeshSession:
             # back; locks held may end meanwhile if it stays out longer than the grace.
             level = logging.INFO if params.get("available") else logging.WARNING
             log.log(level, "the shared store is %s", _store_state(params))
+            self.notices.store_changed(params)
         elif method == "message.read":
             self.forget_unread()  # a hook of this agent read some: ask again next time
         elif method == "peer.detached":
-            # Another connection resumed (or ended) this session; the broker says so
-            # rather than leave this server to act as the person unawares.
-            log.warning(
-                "peer %s was %s by another connection", params.get("peer_id"), params.get("reason")
-            )
+            # Another connection resumed this session, or it ended; the broker says so
+            # rather than leave this server to act as the person unawares (rule 7).
+            reason, cause = params.get("reason"), params.get("cause")
+            log.warning("peer %s: %s (%s)", params.get("peer_id"), reason, cause or "-")
+            mine = self._client is not None and params.get("peer_id") == self._client.peer_id
+            if mine and reason == "ended" and cause != "unregistered" and not self._leaving:
+                self._registered = anyio.Event()  # calls wait for the session to be back
+                self._rejoin_wanted.set()
 
     async def _reconnect(self, client: MeshClient) -> None:
         """Get ``client`` connected again (rule 3); returns once it is."""
@@ -302,12 +350,22 @@ class MeshSession:
         for attempt in (1, 2):
             if not client.connected:
                 await self._wait_reconnected(client)
+            registrations = self.registrations
             try:
                 return await client.call(method, params)
             except ConnectionLost as exc:
                 if attempt == 2 or not repeatable(method, params):
                     raise MaybeDone(MAYBE_DONE) from exc
+            except NotRegistered:
+                if attempt == 2 or not self.joining_again(registrations):
+                    raise
+                client = await self._wait_registered()  # then send it again (rule 7)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def joining_again(self, registrations: int) -> bool:
+        """Whether the session is being (or was) registered again since ``registrations``
+        (rule 7): a call it refused for want of a session may then be sent again."""
+        return self.registrations != registrations or not self._registered.is_set()
 
     def send_now(
         self, method: str, params: dict[str, Any], on_answer: OnAnswer, *, inbox: bool = False

@@ -6,7 +6,9 @@ Rules:
    a sentence the agent can act on (:mod:`slm_mesh.mcp_server.advice`), never an MCP
    protocol error: the agent reads it and carries on.
 3. Every result ends with the one-line unread notice while unread messages wait
-   (:func:`slm_mesh.mcp_server.channel.unread_notice`).
+   (:func:`slm_mesh.mcp_server.channel.unread_notice`), then the session's own notices
+   (:mod:`slm_mesh.mcp_server.notices`: the shared store out of reach or back, the
+   session joined again).
 4. A tool that is one broker call (:mod:`slm_mesh.mcp_server.steps`) runs the same way in a
    task (:meth:`Tools.run`) or without one (:meth:`Tools.start`): same call, same result.
 """
@@ -34,7 +36,13 @@ from slm_mesh.mcp_server.session import (
     repeatable,
 )
 from slm_mesh.mcp_server.steps import Outcome
-from slm_mesh.protocol.errors import ERROR_NAMES, LockConflict, MeshError
+from slm_mesh.protocol.errors import (
+    ERROR_NAMES,
+    STORE_UNAVAILABLE,
+    LockConflict,
+    MeshError,
+    NotRegistered,
+)
 from slm_mesh.protocol.table import EVENT_TYPES
 
 SINCE_PAGE = 1_000
@@ -143,7 +151,7 @@ class Tools:
             return _error(str(exc), "connection_lost", None)
         if unread is None:
             unread = await self.session.unread_count()
-        return _noticed(result, unread)
+        return self._noticed(result, unread)
 
     async def _outcome(self, name: str, args: Args) -> Outcome:
         plan = self._steps.get(name)
@@ -170,28 +178,34 @@ class Tools:
         try:
             step = plan(Args(arguments))
         except BadArgument as exc:
-            done(_noticed(_error(f"{name}: {exc}", "invalid_params", None), unread))
+            done(self._noticed(_error(f"{name}: {exc}", "invalid_params", None), unread))
             return True
         if step is None:
             return False
+        registrations = self.session.registrations
         try:
             return self.session.send_now(
                 step.method,
                 step.params,
-                lambda outcome: done(self.finished(step, outcome)),
+                lambda outcome: done(self.finished(step, outcome, registrations)),
                 inbox=step.inbox,
             )
         except MeshError as exc:  # refused before it went out (too large)
-            done(_noticed(self._refused(exc), unread))
+            done(self._noticed(self._refused(exc), unread))
             return True
 
-    def finished(self, step: steps.Step, outcome: Response | ConnectionLost) -> Finished:
-        """What the broker's answer to ``step`` makes of the tool call (see :data:`Done`),
-        as :meth:`run` would have made it."""
+    def finished(
+        self, step: steps.Step, outcome: Response | ConnectionLost, registrations: int = 0
+    ) -> Finished:
+        """What the broker's answer to ``step``, sent after ``registrations``
+        registrations, makes of the tool call (see :data:`Done`), as :meth:`run` would
+        have made it."""
         if not isinstance(outcome, Response):  # the connection dropped (session rule 4)
             if repeatable(step.method, step.params):
                 return None
             return _error(MAYBE_DONE, "connection_lost", None)
+        if isinstance(outcome.error, NotRegistered) and self.session.joining_again(registrations):
+            return None  # the session ended under it and joins again: in a task (rule 7)
         unread: int | None = None
         try:
             if outcome.error is not None:
@@ -205,10 +219,18 @@ class Tools:
             unread = self.session.known_unread()
         if unread is None:
             return self._noticed_later(result)
-        return _noticed(result, unread)
+        return self._noticed(result, unread)
+
+    def _noticed(self, result: ToolResult, unread: int) -> ToolResult:
+        """``result`` with the unread notice and the session's notices (rule 3)."""
+        _noticed(result, unread)
+        # (An error that says the store is out of reach needs no line saying so again.)
+        said = result.structured.get("code") == STORE_UNAVAILABLE
+        result.texts.extend(self.session.notices.take(store_state=not said))
+        return result
 
     async def _noticed_later(self, result: ToolResult) -> ToolResult:
-        return _noticed(result, await self.session.unread_count())
+        return self._noticed(result, await self.session.unread_count())
 
     def _refused(self, exc: MeshError) -> ToolResult:
         return _error(advice.for_error(exc, self.session.cwd), _code_name(exc), exc.code)

@@ -62,7 +62,8 @@ class Brokers:
             row = self.store.get_peer(peer_id)
             if row is None or row["state"] == "gone":
                 gone.append(peer_id)
-                self.sessions.drop(peer_id)
+                # (Only another broker's sweep ends a session this one carries.)
+                self.sessions.drop(peer_id, cause="grace_expired")
             elif row["state"] != "live" or not self.sessions.mine(row):
                 self.sessions.take_back(row, now)
         for row in self.store.peers_in(("live",)):
@@ -85,7 +86,7 @@ class Brokers:
                         Deliver(conn_of[row["recipient_id"]], message_view(row))
                     )
         elif kind == "peer_left":
-            self.sessions.drop(data["peer_id"])
+            self.sessions.drop(data["peer_id"], cause=data.get("reason"))
         elif kind == "peer_joined" and data.get("resumed"):
             self.sessions.drop(data["peer_id"], reason="resumed")
         if (kind in _FREEING or kind == "lock_acquired") and self.locks.mine:

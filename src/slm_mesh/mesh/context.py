@@ -66,12 +66,15 @@ class DisarmTimer:
 @dataclass(frozen=True, slots=True)
 class Detach:
     """Connection ``conn_id`` no longer acts as peer ``peer_id``: another connection resumed
-    it (``reason`` "resumed"), or another connection ended it ("ended"). The broker tells
-    the connection with a ``peer.detached`` notification; it carries on anonymous."""
+    it (``reason`` "resumed"), or the session ended ("ended"; ``cause`` says why, as the
+    ``peer_left`` event does: "unregistered" by another connection, "grace_expired" while
+    this broker was cut off from a shared store...). The broker tells the connection with a
+    ``peer.detached`` notification; it carries on anonymous."""
 
     conn_id: ConnId
     peer_id: str = ""
     reason: str = "resumed"
+    cause: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

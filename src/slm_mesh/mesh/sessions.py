@@ -502,19 +502,26 @@ class Sessions:
                 "peer_left", {"peer_id": peer_id, "name": row["name"], "reason": reason}, now
             )
         # Only once committed: if the store refused, the session carries on as it was.
-        self.drop(peer_id, caller=caller)
+        self.drop(peer_id, caller=caller, cause=reason)
 
-    def drop(self, peer_id: str, *, caller: ConnId | None = None, reason: str = "ended") -> None:
+    def drop(
+        self,
+        peer_id: str,
+        *,
+        caller: ConnId | None = None,
+        reason: str = "ended",
+        cause: str | None = None,
+    ) -> None:
         """Nothing here carries, ties or attaches ``peer_id`` any more: it is gone
-        (``reason`` "ended"), or another broker carries it now ("resumed"). Its
-        connections (but ``caller``'s) are detached."""
+        (``reason`` "ended", for ``cause``: the ``peer_left`` reason), or another broker
+        carries it now ("resumed"). Its connections (but ``caller``'s) are detached."""
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._untie(peer_id)
         self.conn_of.pop(peer_id, None)
         for conn_id in [c for c, p in self.peer_of.items() if p == peer_id]:
             del self.peer_of[conn_id]
             if conn_id != caller:
-                self.ctx.effects.append(Detach(conn_id, peer_id, reason))
+                self.ctx.effects.append(Detach(conn_id, peer_id, reason, cause))
         for agent_session in [a for a, p in self.agent_sessions.items() if p == peer_id]:
             del self.agent_sessions[agent_session]
 
