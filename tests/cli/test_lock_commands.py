@@ -10,13 +10,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from slm_mesh.client import BlockingClient
 from slm_mesh.config import Settings
+from tests import stores
 from tests.cli.conftest import Cli, finish, has_fields, read_line_until, running, wait_until
+from tests.wire import make_settings
 
 LOCK_FIELDS = (
     "path", "mode", "peer_id", "holder", "agent", "summary", "reason", "acquired_at", "expires_at",
 )  # fmt: skip
+
+
+# Both stores (tests/stores.py): every test here also runs against a broker on a mesh of
+# its own in the session's PostgreSQL cluster, but those about the command line itself.
+pytest_generate_tests = stores.parametrize
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(store: str, tmp_short: Path, request: pytest.FixtureRequest) -> Settings:
+    return stores.on(make_settings(tmp_short), store, request)
 
 
 def agent_lock(settings: Settings, path: str, **params: Any) -> BlockingClient:
@@ -177,6 +196,7 @@ def test_lock_acquire_waits_for_the_lock_to_free(
     assert marker.exists()
 
 
+@pytest.mark.sqlite_only("the command line itself")
 def test_lock_acquire_reports_a_missing_command_like_a_shell(
     cli: Cli, broker: subprocess.Popen[bytes]
 ) -> None:
@@ -186,6 +206,7 @@ def test_lock_acquire_reports_a_missing_command_like_a_shell(
     assert locks(cli) == []
 
 
+@pytest.mark.sqlite_only("the command line itself")
 def test_lock_acquire_passes_on_the_commands_signal_status(
     cli: Cli, broker: subprocess.Popen[bytes]
 ) -> None:
@@ -193,6 +214,7 @@ def test_lock_acquire_passes_on_the_commands_signal_status(
     assert done.returncode == 128 + signal.SIGTERM
 
 
+@pytest.mark.sqlite_only("the command line's Ctrl-C; releasing on PostgreSQL is checked above")
 def test_lock_acquire_without_a_command_holds_until_ctrl_c(
     cli: Cli, broker: subprocess.Popen[bytes]
 ) -> None:
@@ -241,6 +263,7 @@ def test_lock_release_refuses_an_agents_lock_naming_it(
     assert "not by a `slm-mesh lock acquire` on this machine" in done.stderr
 
 
+@pytest.mark.sqlite_only("the command line itself")
 def test_clean_removes_the_session_file_of_a_killed_holder(
     cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
 ) -> None:

@@ -9,11 +9,16 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from slm_mesh.client import BlockingClient
 from slm_mesh.config import Settings
+from tests import stores
 from tests.cli.conftest import Cli, finish, has_fields, read_line_until, running
+from tests.wire import make_settings
 
 PEER_FIELDS = (
     "peer_id", "name", "agent", "pid", "cwd", "git_root", "git_branch", "summary", "status",
@@ -25,6 +30,21 @@ MESSAGE_FIELDS = (
 ENTRY_FIELDS = (
     "key", "namespace", "value", "version", "updated_by", "updated_at", "expires_at",
 )  # fmt: skip
+
+
+# Both stores (tests/stores.py): every test here also runs against a broker on a mesh of
+# its own in the session's PostgreSQL cluster, but those about the command line itself.
+pytest_generate_tests = stores.parametrize
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(store: str, tmp_short: Path, request: pytest.FixtureRequest) -> Settings:
+    return stores.on(make_settings(tmp_short), store, request)
 
 
 @contextmanager
@@ -94,6 +114,7 @@ def test_peers_text_is_a_table_and_scope_directory_means_here(
     assert [p["name"] for p in local["peers"]] == ["here"]
 
 
+@pytest.mark.sqlite_only("the command line itself")
 def test_peers_scope_repo_outside_a_repository_is_a_usage_error(
     cli: Cli, broker: subprocess.Popen[bytes]
 ) -> None:
@@ -125,6 +146,7 @@ def test_send_delivers_to_a_named_peer_as_cli(
     assert (pushed["from"], pushed["from_name"]) == ("person", settings.person)
 
 
+@pytest.mark.sqlite_only("the command line itself")
 def test_send_reads_the_body_from_stdin_with_a_dash(
     cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
 ) -> None:
@@ -313,6 +335,7 @@ def test_state_compare_and_set_conflict_exits_1_with_the_version(
     assert "retry with --if-version 0" in gone
 
 
+@pytest.mark.sqlite_only("the command line itself")
 def test_a_bad_key_is_refused_clearly(cli: Cli, broker: subprocess.Popen[bytes]) -> None:
     empty = cli.run("state", "set", "", "v")
     assert empty.returncode == 1
@@ -348,6 +371,9 @@ def test_events_shows_the_last_events_then_pages_with_after(
     assert "state_changed" in text[0] and "default/k4 set by dave (version 1)" in text[0]
 
 
+@pytest.mark.sqlite_only(
+    "the rendering and filtering of the command line; the store's events are checked above"
+)
 def test_events_type_filter(cli: Cli, broker: subprocess.Popen[bytes], settings: Settings) -> None:
     cli.ok("state", "set", "k", "v")
     with peer(settings, "a", "/repo"):
@@ -385,6 +411,9 @@ def test_events_follow_sees_an_event_made_by_another_client_and_ends_on_ctrl_c(
     assert "Traceback" not in err
 
 
+@pytest.mark.sqlite_only(
+    "the rendering and filtering of the command line; the store's events are checked above"
+)
 def test_events_follow_in_text_streams_readable_lines(
     cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
 ) -> None:
