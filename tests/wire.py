@@ -26,8 +26,18 @@ from slm_mesh.broker.files import bind_tcp, bind_unix, ensure_private_dir
 from slm_mesh.broker.main import open_store
 from slm_mesh.broker.server import Broker
 from slm_mesh.config import Settings
+from slm_mesh.person import login_name
 
 PERSON = "dave"  # the person at the shell in tests (SLM_MESH_PERSON, tests/conftest.py)
+
+
+def person_of(settings: Settings) -> tuple[str, str]:
+    """The person's peer id and shown name at the broker of ``settings``: ``person`` and
+    the name on one machine; per machine where several share the store (a PostgreSQL
+    URL), as ``person:<login>@<host>`` and ``<name>@<host>``."""
+    if settings.store_url is None:
+        return "person", settings.person
+    return f"person:{login_name()}@{settings.host}", f"{settings.person}@{settings.host}"
 
 
 def make_settings(root: Path, **overrides: Any) -> Settings:

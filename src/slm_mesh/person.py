@@ -8,6 +8,12 @@ Rules:
 2. A name the mesh could not route (``all``, ``cli``, empty, over 64 characters, or with
    characters other than letters, digits, ``.``, ``_`` and ``-``) is not used: the login name,
    made safe, takes its place.
+3. Where the brokers of several machines share one store, every machine has its person:
+   the user its broker runs for there. Its id is ``person:<login>@<host>`` (per machine and
+   user, and never changing with the name either) and the mesh shows it as
+   ``<name>@<host>``, so a message from the person of one machine is told apart from, and
+   answered to, that machine's person. With one machine (SQLite) the id stays ``person``
+   and the name is shown as it is.
 
 Stdlib only: the CLI and the broker import it on their start-up path.
 """
@@ -39,6 +45,24 @@ def login_name() -> str:
         raw = ""
     name = _UNSAFE_CHARS.sub("-", raw).strip("-")[:64]
     return name if usable(name) else PERSON_ID
+
+
+def identity(name: str, host: str, *, shared: bool, login: str | None = None) -> tuple[str, str]:
+    """The person's peer id and the name the mesh shows for it (rule 3): on one machine
+    ``person`` and ``name``; in a store several machines share, qualified by ``host``."""
+    if not shared:
+        return PERSON_ID, name
+    return f"{PERSON_ID}:{login or login_name()}@{host}", f"{name}@{host}"
+
+
+def is_person_id(peer_id: str | None) -> bool:
+    """Whether ``peer_id`` is a person's (this machine's or another's), never a session's."""
+    return bool(peer_id) and (peer_id == PERSON_ID or str(peer_id).startswith(PERSON_ID + ":"))
+
+
+def bare(name: str) -> str:
+    """A person's name without its host (``dave@boxb`` → ``dave``): names have no ``@``."""
+    return name.partition("@")[0]
 
 
 def person_name(environ: dict[str, str] | None = None) -> str:

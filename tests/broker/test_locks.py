@@ -4,9 +4,8 @@ import trio
 import trio.testing
 
 from slm_mesh.config import Settings
-from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol import errors
-from tests.wire import PERSON, RawConn, in_process_broker
+from tests.wire import RawConn, in_process_broker, person_of
 
 
 async def test_a_held_lock_is_refused_to_another_session_naming_the_holder(
@@ -187,12 +186,12 @@ async def test_the_person_releases_an_agents_lock_from_an_anonymous_connection(
         with trio.fail_after(5):
             told = await agent.notification("message")
         assert told["params"]["id"] == out["message_id"]
-        assert (told["params"]["from"], told["params"]["from_name"]) == (PERSON_ID, PERSON)
+        assert (told["params"]["from"], told["params"]["from_name"]) == person_of(settings)
         assert "released your exclusive lock on /repo/src/auth.ts" in told["params"]["body"]
         with trio.fail_after(5):
             released = await watcher.notification("event")
             granted = await watcher.notification("event")
         assert released["params"]["type"] == "lock_released"
-        assert released["params"]["data"]["released_by"] == PERSON
+        assert released["params"]["data"]["released_by"] == person_of(settings)[1]
         assert released["params"]["data"]["reason"] == "forced"
         assert granted["params"]["data"]["holder"] == "frontend"

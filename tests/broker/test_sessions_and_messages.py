@@ -7,7 +7,7 @@ import trio.testing
 
 from slm_mesh.config import Settings
 from slm_mesh.protocol import errors
-from tests.wire import in_process_broker
+from tests.wire import in_process_broker, person_of
 
 
 async def test_a_message_is_pushed_to_its_recipient_and_stays_unread_until_read(
@@ -49,8 +49,7 @@ async def test_broadcast_reaches_every_connected_peer_but_the_sender(settings: S
         assert len(from_cli["recipients"]) == 4
         with trio.fail_after(5):
             note = await conns[0].notification("message")
-        assert note["params"]["from"] == "person"
-        assert note["params"]["from_name"] == settings.person
+        assert (note["params"]["from"], note["params"]["from_name"]) == person_of(settings)
 
 
 async def test_sending_to_an_unknown_peer_is_peer_not_found(settings: Settings) -> None:

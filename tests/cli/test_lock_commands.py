@@ -263,6 +263,71 @@ def test_lock_release_refuses_an_agents_lock_naming_it(
     assert "not by a `slm-mesh lock acquire` on this machine" in done.stderr
 
 
+def test_lock_release_force_frees_an_agents_lock_as_the_person_and_tells_the_agent(
+    cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
+) -> None:
+    holder = agent_lock(settings, str(cli.cwd / "core.py"), ttl=480)
+    try:
+        watcher = BlockingClient.connect(settings)
+        watcher.call("event.subscribe", {"types": ["lock_released"]})
+        line = cli.ok(
+            "lock", "release", "core.py", "--holder", "backend", "--force", "--reason", "stuck"
+        )
+        assert line == f"released backend's lock on {cli.cwd}/core.py (they were told)\n"
+        method, told = next(holder.notifications(timeout=10))
+        _, event = next(watcher.notifications(timeout=10))
+    finally:
+        holder.close()
+        watcher.close()
+    assert method == "message"
+    assert (told["from_name"], told["type"]) == (settings.person, "alert")
+    assert (
+        told["body"]
+        == f"{settings.person} released your exclusive lock on {cli.cwd}/core.py: stuck"
+    )
+    assert event["data"]["released_by"] == settings.person
+    assert event["data"]["reason"] == "forced"
+    assert locks(cli) == []
+
+
+def test_lock_release_force_of_a_lock_not_held_exits_1_naming_the_holders_locks(
+    cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
+) -> None:
+    holder = agent_lock(settings, str(cli.cwd / "core.py"))
+    try:
+        done = cli.run(
+            "lock", "release", "core.py", "other.py", "--holder", "backend", "--force", "--json"
+        )
+        unknown = cli.run("lock", "release", "core.py", "--holder", "nobody", "--force")
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["released"] == [f"{cli.cwd}/core.py"]
+    assert doc["holder"] == "backend"
+    assert len(doc["message_ids"]) == 1
+    (refused,) = doc["not_released"]
+    assert refused["path"] == f"{cli.cwd}/other.py"
+    assert refused["reason"] == "backend holds no lock on it (its locks: none)"
+    assert f"{cli.cwd}/other.py: backend holds no lock on it" in done.stderr
+    assert unknown.returncode == 1
+    assert "no peer named or numbered 'nobody'" in unknown.stderr
+
+
+def test_lock_release_force_needs_a_holder_and_paths_checked_before_calling(cli: Cli) -> None:
+    # No broker runs: each of these is refused as usage (2), never as "no broker" (3).
+    for args, said in (
+        (("core.py", "--force"), "--force needs --holder NAME"),
+        (("core.py", "--holder", "backend"), "needs --force"),
+        (("core.py", "--reason", "why"), "needs --force"),
+        (("--holder", "backend", "--force"), "name the PATH"),
+        (("--all", "--holder", "backend", "--force"), "not --all"),
+    ):
+        done = cli.run("lock", "release", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert said in done.stderr, (args, done.stderr)
+
+
 @pytest.mark.sqlite_only("the command line itself")
 def test_clean_removes_the_session_file_of_a_killed_holder(
     cli: Cli, broker: subprocess.Popen[bytes], settings: Settings

@@ -11,7 +11,7 @@ from slm_mesh.client import BlockingClient, ConnectionLost, MeshClient
 from slm_mesh.config import Settings
 from slm_mesh.protocol.errors import LockConflict, PeerNotFound
 from tests import stores
-from tests.wire import broker_process, in_process_broker
+from tests.wire import broker_process, in_process_broker, person_of
 
 pytest_generate_tests = stores.parametrize
 
@@ -57,7 +57,11 @@ async def test_blocking_client_against_the_broker(settings: Settings) -> None:
 
         got = await trio.to_thread.run_sync(script)
         assert isinstance(got, dict)
-        assert (got["value"], got["version"], got["updated_by"]) == ("2.1", 1, settings.person)
+        assert (got["value"], got["version"], got["updated_by"]) == (
+            "2.1",
+            1,
+            person_of(settings)[1],
+        )
 
 
 async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from slm_mesh import person
+from slm_mesh.mesh.messages import shown_on
 from slm_mesh.protocol import errors
 from tests.mesh.harness import GRACE_S, PERSON, Bench
 
@@ -118,3 +121,29 @@ def test_a_login_name_the_mesh_cannot_route_is_made_safe(
     assert person.login_name() == "Dave-Smith-corp"
     monkeypatch.setenv("LOGNAME", "all")
     assert person.login_name() == "person"
+
+
+def test_each_machine_has_its_person_where_several_share_the_store() -> None:
+    assert person.identity("dave", "boxb", shared=False, login="root") == ("person", "dave")
+    assert person.identity("dave", "boxb", shared=True, login="root") == (
+        "person:root@boxb",
+        "dave@boxb",
+    )
+    assert person.is_person_id("person") and person.is_person_id("person:root@boxb")
+    assert not person.is_person_id("a1b2c3d4") and not person.is_person_id(None)
+    assert person.bare("dave@boxb") == "dave" and person.bare("dave") == "dave"
+
+
+def test_a_direct_messages_preview_is_kept_off_other_machines() -> None:
+    def sent(to: str, **extra: object) -> dict[str, Any]:
+        data = {"from": "a", "to": to, "preview": "first line", **extra}
+        return {"seq": 1, "type": "message_sent", "ts": 0.0, "data": data}
+
+    between = sent("b", hosts=["boxa", "boxb"])
+    assert shown_on(between, "boxa") is between
+    assert "preview" not in shown_on(between, "boxc")["data"]
+    assert between["data"]["preview"] == "first line"  # the event itself is not changed
+    broadcast = sent("all", hosts=["boxa", "boxb"])
+    assert shown_on(broadcast, "boxc") is broadcast
+    one_machine = sent("b")  # SQLite: no hosts, every reader is this machine's
+    assert shown_on(one_machine, "") is one_machine

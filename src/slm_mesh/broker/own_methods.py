@@ -163,7 +163,8 @@ async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[
             if not rows:
                 break
         for row in rows:
-            await conn.send({"jsonrpc": "2.0", "method": "event", "params": row})
+            params = broker.mesh.shown(row)
+            await conn.send({"jsonrpc": "2.0", "method": "event", "params": params})
         cursor = rows[-1]["seq"]
     broker.subscribers[conn.id] = filt
     return {"last_seq": _last_seq(broker)}

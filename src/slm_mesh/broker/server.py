@@ -417,6 +417,7 @@ class Broker:
         self._wake_message_waiters(event)
         if event["type"] == "message_sent":  # every one in the mesh, whichever broker's
             self.activity.count_messages(1, time.monotonic())
+            event = self.mesh.shown(event)  # other machines' direct messages: no preview
         for conn_id, filt in list(self.subscribers.items()):
             if filt is None or event["type"] in filt:
                 conn = self.conns.get(conn_id)

@@ -394,15 +394,16 @@ class SharedStore:
             self._remote_in.send_nowait(event)
 
     def _push_heard(self, data: dict[str, Any], shared: dict[str, Any]) -> None:
-        """Push the messages of another broker's send to the peers we carry, from what
-        the notification said (no store round trip)."""
-        conn_of = self.broker.mesh.sessions.conn_of
+        """Push the messages of another broker's send to the peers we carry and to those
+        following our person, from what the notification said (no store round trip)."""
+        conns_of = self.broker.mesh.sessions.conns_of
         effects: list[Any] = []
         for message_id, peer_id in zip(data["ids"], data["recipients"], strict=True):
-            conn = conn_of.get(peer_id)
-            if conn is not None:
+            conns = conns_of(peer_id)
+            if conns:
                 row = {**shared, "id": message_id, "recipient_id": peer_id, "status": "queued"}
-                effects.append(Deliver(conn, message_view(row)))
+                message = message_view(row)
+                effects.extend(Deliver(conn, message) for conn in conns)
         self.broker.apply(effects)
 
     def _concerns_us(self, event: dict[str, Any]) -> bool:
@@ -410,7 +411,7 @@ class SharedStore:
         sessions = self.broker.mesh.sessions
         kind, data = event["type"], event["data"]
         if kind == "message_sent":
-            return any(peer_id in sessions.conn_of for peer_id in data["recipients"])
+            return any(sessions.conns_of(peer_id) for peer_id in data["recipients"])
         if kind == "file_edited":
             return True  # remembered for the edit guard (mesh/edits.py)
         if kind in ("peer_left", "peer_joined") and data["peer_id"] in sessions.peer_of.values():

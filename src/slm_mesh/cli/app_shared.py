@@ -195,16 +195,42 @@ def lock_release(
             help="Release every lock held by ``lock acquire``.",
         ),
     ] = False,
+    holder: Annotated[
+        str | None,
+        cyclopts.Parameter(help="With --force: the session that holds the lock (name or peer id)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        cyclopts.Parameter(
+            negative=(),
+            show_default=False,
+            help="Release HOLDER's lock on each PATH, as you, the person: it asks nothing.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, cyclopts.Parameter(help="With --force: why, told to the holder.")
+    ] = None,
     as_json: Json = False,
 ) -> int:
-    """Release locks held by ``slm-mesh lock acquire`` on this machine.
+    """Release locks held by ``slm-mesh lock acquire`` on this machine, or, with
+    ``--holder NAME --force``, another session's.
 
     The holding process sees the release and exits. Locks of agents are theirs to
-    release; they also end with the agent's session or their TTL, and ``slm-mesh top``
-    can release one (``r``), telling the agent.
+    release; they also end with the agent's session or their TTL. ``--holder NAME --force``
+    releases NAME's lock on each PATH (as ``slm-mesh lock list`` shows it; a relative path
+    is taken from here) for you, the person at the shell, as ``r`` in ``slm-mesh top``
+    does: the event records that you released it, and the holder is told by a message.
+    Exits 1 when NAME holds no lock on a PATH.
     """
     from slm_mesh.cli import cmd_lock
 
+    if force or holder is not None or reason is not None:
+        return outcome.run(
+            lambda out: cmd_lock.release_forced(
+                out, paths, holder, force, release_all=all_, reason=reason
+            ),
+            as_json,
+        )
     return outcome.run(lambda out: cmd_lock.release(out, paths, all_), as_json)
 
 

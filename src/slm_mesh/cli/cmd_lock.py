@@ -17,8 +17,11 @@ Rules:
    on this machine (saved by :mod:`slm_mesh.cli.shell_sessions`), releases the lock and
    ends that session; the holder sees the ``lock_released`` event and exits. Agents' locks
    end when the agent releases them, its session ends, or their TTL runs out, or when the
-   person releases one from ``slm-mesh top`` (``lock.release`` with ``force``; the agent
-   is told by a message).
+   person releases one from ``slm-mesh top`` or with ``lock release --holder NAME --force``
+   (``lock.release`` with ``force``; the agent is told by a message).
+4. ``lock release --holder NAME --force PATH…`` asks nothing: it is a command. It checks
+   its arguments before calling the broker (exit 2), releases NAME's lock on each PATH,
+   and exits 1 if NAME held none on some PATH (naming the locks NAME does hold).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from slm_mesh.cli.render import BOLD, DIM, YELLOW, Output
 from slm_mesh.client.blocking import BlockingClient
 from slm_mesh.client.wire import ConnectionLost
 from slm_mesh.config import Settings
+from slm_mesh.person import bare
 from slm_mesh.protocol.errors import MeshError
 
 HOLDER_AGENT = "slm-mesh-cli"
@@ -140,7 +144,7 @@ def acquire(
     summary = f"lock {path}" + (f" for `{' '.join(command)}`" if command else "")
     with connect(settings) as client:
         if name is None:  # the person's: it gets a suffix, the person's name being taken
-            name = str(client.call("mesh.status")["person"]["name"])
+            name = bare(str(client.call("mesh.status")["person"]["name"]))
         me = client.call(
             "peer.register",
             {
@@ -393,3 +397,61 @@ def _release_for(settings: Settings, record: dict[str, Any], path: str) -> None:
         if joined["resumed"] and joined["peer_id"] == record["peer_id"]:
             client.call("lock.release", {"path": path})
         client.call("peer.unregister")  # ends the holder's session (or the new one)
+
+
+def release_forced(
+    out: Output,
+    paths: Sequence[str],
+    holder: str | None,
+    force: bool,
+    *,
+    release_all: bool,
+    reason: str | None,
+) -> int:
+    """Release ``holder``'s lock on each of ``paths`` as the person (rule 4)."""
+    if not force:
+        raise usage("releasing another session's lock (--holder, --reason) needs --force")
+    if holder is None or not holder.strip():
+        raise usage("--force needs --holder NAME: the session whose lock it is")
+    if release_all:
+        raise usage("--force releases the locks on the PATHs you name, not --all")
+    if not paths:
+        raise usage("name the PATH of the lock to release")
+    settings = load_settings()
+    cwd = workspace.cwd()
+    targets = [workspace.lock_path(p, cwd) for p in paths]
+    released: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    with connect(settings) as client:
+        for target in targets:
+            params: dict[str, Any] = {"path": target, "holder": holder, "force": True}
+            if reason:
+                params["reason"] = reason
+            result = client.call("lock.release", params)
+            if result["released"]:
+                released.append({"path": target, **result})
+            else:
+                refused.append({"path": target, "holder": result["holder"]})
+        held = client.call("lock.list", {})["locks"] if refused else []
+    for item in refused:
+        theirs = [lock for lock in held if item["holder"] in (lock["holder"], lock["peer_id"])]
+        item["holders"] = theirs
+        paths_held = ", ".join(lock["path"] for lock in theirs) or "none"
+        item["reason"] = f"{item['holder']} holds no lock on it (its locks: {paths_held})"
+    if out.as_json:
+        out.json(
+            {
+                "released": [item["path"] for item in released],
+                "not_released": [
+                    {k: v for k, v in item.items() if k != "holder"} for item in refused
+                ],
+                "holder": (released or refused)[0]["holder"],
+                "message_ids": [item["message_id"] for item in released if "message_id" in item],
+            }
+        )
+    else:
+        for item in released:
+            out.line(f"released {item['holder']}'s lock on {item['path']} (they were told)")
+    for item in refused:
+        out.error(f"{item['path']}: {item['reason']}")
+    return FAILED if refused else OK

@@ -12,9 +12,10 @@ Rules:
    takes back the sessions its connections still carry if they are only away, and lets go
    of those that are gone: their connections are detached, and their clients told.
 4. Another broker's event may concern this one: a message to a peer one of its
-   connections carries is pushed there; a lock that ended, a peer that left or a request
-   that left the queue may let one of its queued requests in; a peer that another broker
-   resumed or ended is no longer carried here.
+   connections carries, or to its person while connections follow it, is pushed there;
+   a lock that ended, a peer that left or a request that left the queue may let one of
+   its queued requests in; a peer that another broker resumed or ended is no longer
+   carried here.
 """
 
 from __future__ import annotations
@@ -78,13 +79,13 @@ class Brokers:
         """Rule 4, for an event another broker wrote."""
         kind, data = event["type"], event["data"]
         if kind == "message_sent":
-            conn_of = self.sessions.conn_of
-            here = [peer_id for peer_id in data["recipients"] if peer_id in conn_of]
+            conns_of = self.sessions.conns_of
+            here = [peer_id for peer_id in data["recipients"] if conns_of(peer_id)]
             if here:
                 for row in self.store.messages_for(data["ids"], here):
-                    self.ctx.effects.append(
-                        Deliver(conn_of[row["recipient_id"]], message_view(row))
-                    )
+                    message = message_view(row)
+                    for conn in conns_of(row["recipient_id"]):
+                        self.ctx.effects.append(Deliver(conn, message))
         elif kind == "peer_left":
             self.sessions.drop(data["peer_id"], cause=data.get("reason"))
         elif kind == "peer_joined" and data.get("resumed"):

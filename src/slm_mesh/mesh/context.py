@@ -145,7 +145,9 @@ class Context:
     grace_s: float
     lock_ttl_s: float
     person_name: str = PERSON_ID
-    """The name of the person at the shell (:mod:`slm_mesh.person`); its id is ``person``."""
+    """The name the mesh shows for the person at this machine's shell (:mod:`slm_mesh.person`)."""
+    person_id: str = PERSON_ID
+    """That person's peer id: ``person``, or per machine where several share the store."""
     host: str = ""  # the machine this mesh's broker runs on
     broker_id: str = "local"  # this broker, among those sharing the store
     effects: list[Effect] = field(default_factory=list)
@@ -184,11 +186,11 @@ class Context:
 CLI_NAME = "cli"  # what anonymous connections were called before the person: an alias
 
 
-def person_row(name: str) -> Row:
-    """The person at the shell as a peer row (it has none in the store: it is never away
-    or gone, and its messages are keyed by its fixed id)."""
+def person_row(name: str, peer_id: str = PERSON_ID, host: str | None = None) -> Row:
+    """A person at a shell as a peer row (never away or gone; its messages are keyed by
+    its fixed id)."""
     return {
-        "id": PERSON_ID,
+        "id": peer_id,
         "name": name,
         "agent": "person",
         "pid": None,
@@ -198,7 +200,7 @@ def person_row(name: str) -> Row:
         "summary": "",
         "status": "active",
         "state": "person",
-        "host": None,
+        "host": host,
         "broker_id": None,
         "repo": None,
     }

@@ -27,10 +27,10 @@ from slm_mesh.mesh.context import (
 )
 from slm_mesh.mesh.edits import Edits
 from slm_mesh.mesh.locks import Locks
-from slm_mesh.mesh.messages import Messages
+from slm_mesh.mesh.messages import Messages, shown_on
 from slm_mesh.mesh.sessions import Sessions
 from slm_mesh.mesh.shared_state import SharedState
-from slm_mesh.person import PERSON_ID
+from slm_mesh.person import PERSON_ID, identity
 from slm_mesh.protocol.errors import InvalidParams, MethodNotFound, NotRegistered
 from slm_mesh.protocol.table import METHODS
 from slm_mesh.store import Store
@@ -62,22 +62,28 @@ class Mesh:
         lock_ttl_s: float,
         process_alive: Callable[[int], bool] = lambda _pid: True,
         person_name: str = PERSON_ID,
+        person_login: str | None = None,
         host: str = "",
         broker_id: str = "local",
     ) -> None:
         """``process_alive(pid)`` tells whether a process runs (the broker asks the
         kernel); a session tied to a process that does not run is refused.
-        ``person_name`` names the person at the shell (:mod:`slm_mesh.person`)."""
+        ``person_name`` names the person at this machine's shell, the user
+        ``person_login`` (default: the login name) whose broker this is
+        (:mod:`slm_mesh.person`)."""
+        person_id, shown = identity(person_name, host, shared=store.shared, login=person_login)
         self.ctx = Context(
             store,
             limits,
             grace_s=grace_s,
             lock_ttl_s=lock_ttl_s,
-            person_name=person_name,
+            person_name=shown,
+            person_id=person_id,
             host=host,
             broker_id=broker_id,
         )
         self.store = store
+        self._person = person_id
         self.sessions = Sessions(self.ctx, self._session_gone, process_alive)
         self.messages = Messages(self.ctx, self.sessions)
         self.state = SharedState(self.ctx)
@@ -92,8 +98,8 @@ class Mesh:
             "peer.whoami": lambda c, p, a, n: self.sessions.view(self.sessions.row(_me(p))),
             "peer.unregister": lambda c, p, a, n: self.sessions.unregister(c, n),
             "message.send": lambda c, p, a, n: self.messages.send(p, a, n),
-            "message.inbox": lambda c, p, a, n: self.messages.inbox(p or PERSON_ID, a, n, c),
-            "message.ack": lambda c, p, a, n: self.messages.ack(p or PERSON_ID, a["ids"], n, c),
+            "message.inbox": lambda c, p, a, n: self.messages.inbox(p or self._person, a, n, c),
+            "message.ack": lambda c, p, a, n: self.messages.ack(p or self._person, a["ids"], n, c),
             "message.subscribe": lambda c, p, a, n: self.sessions.follow_person(c),
             "state.get": lambda c, p, a, n: self.state.get(a, n),
             "state.set": lambda c, p, a, n: self.state.set(self._author(p), a, n),
@@ -231,7 +237,7 @@ class Mesh:
         if types and "*" in types:
             types = None
         limit = params["limit"]
-        rows = self.store.events_after(params["after"], types, limit)
+        rows = [self.shown(row) for row in self.store.events_after(params["after"], types, limit)]
         # A full page may have more behind it: resume from its last seq. A short page saw
         # everything there is, so the cursor can jump to the head of the log.
         last = rows[-1]["seq"] if len(rows) == limit else max(params["after"], self.last_seq())
@@ -239,6 +245,11 @@ class Mesh:
 
     def last_seq(self) -> int:
         return self.store.last_seq()
+
+    def shown(self, event: dict[str, Any]) -> dict[str, Any]:
+        """``event`` as this machine's readers see it (see :mod:`slm_mesh.mesh.messages`,
+        rule 6)."""
+        return shown_on(event, self.ctx.host)
 
     # -- locks released by someone else ---------------------------------------------------
 

@@ -10,24 +10,34 @@ Rules:
    the sender (optionally only those in ``scope``); with nobody there the result is empty,
    not an error. A peer that is away is
    sent to by id or name and gets the message queued; a gone or unknown one is -32002.
-4. A connection without a peer is the person at the shell (:mod:`slm_mesh.person`): it
-   sends as the person and reads the person's inbox. Messages to the person wait in that
-   inbox, and are pushed to the connections that follow it (``message.subscribe``).
+4. A connection without a peer is the person at this machine's shell
+   (:mod:`slm_mesh.mesh.persons`): it sends as the person and reads the person's inbox.
+   Messages to the person wait in that inbox, and are pushed to the connections that
+   follow it (``message.subscribe``). An answer (``reply_to``) sent to ``person`` or
+   ``cli`` goes to the person who wrote the message answered, which, where several
+   machines share the store, may be another machine's.
 5. Messages read by a connection that acts as a peer without carrying it (a hook attached
    to the agent's session) are told to the connection that carries the peer (``message.read``),
    whose count of unread messages would otherwise stay too high.
+6. A ``message_sent`` event shows the message's first line (``preview``) to whoever reads
+   events. Where several machines share the store it also names the machines the message
+   is between (``hosts``: its sender's and its recipients'), and only their brokers show a
+   direct message's preview: the other machines' readers (a team's other people and their
+   agents) see that it was sent, by whom to whom, but not what it says. A broadcast's
+   preview is everyone's, as its body is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
 from slm_mesh.config import MAX_RESPONSE_BODY_BYTES
-from slm_mesh.mesh.context import ConnId, Context, Deliver, ReadElsewhere, in_scope
+from slm_mesh.mesh.context import CLI_NAME, ConnId, Context, Deliver, ReadElsewhere, in_scope
 from slm_mesh.mesh.message_views import message_view, within_budget
-from slm_mesh.person import PERSON_ID
-from slm_mesh.protocol.errors import InvalidParams, TooLarge
+from slm_mesh.person import PERSON_ID, is_person_id
+from slm_mesh.protocol.errors import InvalidParams, PeerNotFound, TooLarge
 from slm_mesh.store import Row
 
 if TYPE_CHECKING:
@@ -35,6 +45,18 @@ if TYPE_CHECKING:
 
 
 PREVIEW_CHARS = 80
+
+
+def shown_on(event: dict[str, Any], host: str) -> dict[str, Any]:
+    """``event`` as this machine's readers see it (rule 6): a direct message between other
+    machines without its preview."""
+    if event["type"] != "message_sent":
+        return event
+    data = event["data"]
+    hosts = data.get("hosts")
+    if hosts is None or host in hosts or data.get("to") == "all" or "preview" not in data:
+        return event
+    return {**event, "data": {k: v for k, v in data.items() if k != "preview"}}
 
 
 def preview(body: str) -> str:
@@ -62,7 +84,8 @@ class Messages:
             except ValueError:
                 raise InvalidParams("body", 'type "json" needs a body that is JSON') from None
         reply_to = params.get("reply_to")
-        if reply_to is not None and self.store.get_message(reply_to) is None:
+        answered = None if reply_to is None else self.store.get_message(reply_to)
+        if reply_to is not None and answered is None:
             raise InvalidParams("reply_to", f"no message {reply_to}")
         sender = self.sessions.row(sender_id) if sender_id else self.sessions.person()
         sender_id = sender["id"]
@@ -71,7 +94,7 @@ class Messages:
         if broadcast:
             recipients = self._everyone_but(sender, params.get("scope"))
         else:
-            recipients = [self.sessions.resolve(to)]
+            recipients = [self._recipient(to, answered)]
         sender_name = sender["name"]
         with self.ctx.transaction():
             rows: list[Row] = [
@@ -92,22 +115,22 @@ class Messages:
                 row["id"] = message_id
             sent = list(zip(recipients, rows, strict=True))
             if sent:
-                self.ctx.emit(
-                    "message_sent",
-                    {
-                        "ids": [row["id"] for _, row in sent],
-                        "from": sender_id,
-                        "from_name": sender_name,
-                        "to": "all" if broadcast else recipients[0]["id"],
-                        "to_name": "all" if broadcast else recipients[0]["name"],
-                        "recipients": [peer["id"] for peer, _ in sent],
-                        "type": params["type"],
-                        "preview": preview(body),
-                    },
-                    now,
-                )
+                data = {
+                    "ids": [row["id"] for _, row in sent],
+                    "from": sender_id,
+                    "from_name": sender_name,
+                    "to": "all" if broadcast else recipients[0]["id"],
+                    "to_name": "all" if broadcast else recipients[0]["name"],
+                    "recipients": [peer["id"] for peer, _ in sent],
+                    "type": params["type"],
+                    "preview": preview(body),
+                }
+                if self.store.shared:  # rule 6
+                    here = self.ctx.host
+                    data["hosts"] = sorted({p["host"] or here for p in (sender, *recipients)})
+                self.ctx.emit("message_sent", data, now)
         for peer, row in sent:
-            for conn in self._connections_of(peer["id"]):
+            for conn in self.sessions.conns_of(peer["id"]):
                 self.ctx.effects.append(Deliver(conn, message_view(row)))
         return {
             "ids": [row["id"] for _, row in sent],
@@ -117,8 +140,8 @@ class Messages:
                     "name": peer["name"],
                     "id": row["id"],
                     "connected": (
-                        bool(self.sessions.person_conns)
-                        if peer["id"] == PERSON_ID
+                        bool(self.sessions.conns_of(peer["id"]))
+                        if is_person_id(peer["id"])
                         else self.sessions.connected(peer)
                     ),
                 }
@@ -126,12 +149,15 @@ class Messages:
             ],
         }
 
-    def _connections_of(self, peer_id: str) -> list[int]:
-        """The connections a message to ``peer_id`` is pushed to (rule 4 for the person)."""
-        if peer_id == PERSON_ID:
-            return sorted(self.sessions.person_conns)
-        conn = self.sessions.conn_of.get(peer_id)
-        return [] if conn is None else [conn]
+    def _recipient(self, to: str, answered: Row | None) -> Row:
+        """Whom ``to`` names; ``person`` or ``cli`` answering a person's message is that
+        person, whichever machine's (rule 4)."""
+        if to in (PERSON_ID, CLI_NAME) and answered is not None:
+            author = answered["sender_id"]
+            if is_person_id(author) and author != self.sessions.persons.id:
+                with contextlib.suppress(PeerNotFound):
+                    return self.sessions.resolve(author)
+        return self.sessions.resolve(to)
 
     def _everyone_but(self, sender: Row, scope: str | None) -> list[Row]:
         rows = [
@@ -187,8 +213,8 @@ class Messages:
             self.ctx.effects.append(ReadElsewhere(carrier, peer_id, tuple(ids), left))
 
     def _sender_id(self, who: str) -> str:
-        if self.sessions.is_person(who):
-            return PERSON_ID
+        if self.sessions.persons.means_me(who):
+            return self.sessions.persons.id
         row = self.store.get_peer(who)  # a gone sender's id still filters its messages
         found = row if row is not None else self.sessions.resolve(who)
         return str(found["id"])

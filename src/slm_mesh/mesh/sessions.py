@@ -9,7 +9,7 @@ Rules:
    the grace it is ``gone``: its locks are released and ``peer_left`` is emitted.
 3. Names are unique among live and away peers (an away peer keeps its name reserved); a
    taken name gets a numeric suffix (``backend-2``). ``all``, ``cli``, ``person`` and the
-   person's name are never a peer's.
+   persons' names are never a peer's.
 4. On a broker restart every peer it carried is set away with a fresh grace, so MCP
    servers can reconnect and resume.
 5. A session may instead live as long as its agent's process (``lifetime: process``: an
@@ -23,9 +23,9 @@ Rules:
    its own session id, remembered once linked) and act as it: read its inbox, take its
    locks. Closing an attached connection ends nothing; ``peer.unregister`` on it ends the
    session at once, for every connection.
-7. The person at the shell (:mod:`slm_mesh.person`) is no session: it has no row, is never
-   away or gone, and is found by its id ``person``, its name, or ``cli``. Anonymous
-   connections that call ``message.subscribe`` get its messages pushed (``person_conns``).
+7. The person at the shell is no session (see :mod:`slm_mesh.mesh.persons`): it is never
+   away or gone, and is found by its id, its name, ``person`` or ``cli``. Anonymous
+   connections that call ``message.subscribe`` get its messages pushed.
 8. A session that asks for a fixed name held by an away session of the same agent process
    (same ``pid``: the agent's MCP server crashed and the agent started another) takes that
    session back at once, as a resume would: same id, name, inbox and locks. A resume
@@ -56,9 +56,9 @@ from slm_mesh.mesh.context import (
     WatchProcess,
     in_scope,
     peer_view,
-    person_row,
 )
 from slm_mesh.mesh.message_views import message_view, within_budget
+from slm_mesh.mesh.persons import PERSON_STATE, Persons
 from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
 from slm_mesh.store import Row
@@ -84,7 +84,7 @@ class Sessions:
         ] = {}  # connection → the peer it acts as (carrier or attached)
         self.tied: dict[str, int] = {}  # peer id → pid of the process it lives as long as
         self.agent_sessions: dict[str, str] = {}  # agent's own session id → peer id
-        self.person_conns: set[ConnId] = set()  # anonymous connections following the person
+        self.persons = Persons(ctx)
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -92,6 +92,7 @@ class Sessions:
         """After a broker (re)start: every live or away peer it carried is away with a
         fresh grace."""
         with self.ctx.transaction():
+            self.persons.enroll(now)
             for row in self.store.peers_in(("live", "away")):
                 if not self.mine(row):
                     continue
@@ -142,21 +143,13 @@ class Sessions:
         return str(max(found, key=lambda r: (r["joined_at"], r["id"]))["id"])
 
     def person(self) -> Row:
-        """The person at the shell, as a peer row (rule 9)."""
-        return person_row(self.ctx.person_name)
+        """This machine's person at the shell, as a peer row (rule 7)."""
+        return self.persons.row()
 
     def person_view(self, *, unread: bool = True) -> dict[str, Any]:
-        """The person as ``mesh.status`` shows it (``unread``: count its unread messages in
-        the store; else that count is None, as when the store can't be reached)."""
-        return {
-            "peer_id": PERSON_ID,
-            "name": self.ctx.person_name,
-            "unread": self.store.unread_count(PERSON_ID) if unread else None,
-            "following": len(self.person_conns),
-        }
-
-    def is_person(self, who: str) -> bool:
-        return who in (PERSON_ID, CLI_NAME, self.ctx.person_name)
+        """This machine's person as ``mesh.status`` shows it (``unread``: count its unread
+        messages in the store; else that count is None, as when the store can't be reached)."""
+        return self.persons.view(unread=unread)
 
     def follow_person(self, conn_id: ConnId) -> dict[str, Any]:
         """Push the person's messages to this anonymous connection from now on."""
@@ -165,30 +158,40 @@ class Sessions:
                 f"this connection is peer {self.peer_of[conn_id]}, whose messages are pushed "
                 "to it already; message.subscribe is for connections without a peer"
             )
-        self.person_conns.add(conn_id)
-        return {"person": self.ctx.person_name, "peer_id": PERSON_ID}
+        return self.persons.follow(conn_id)
+
+    def conns_of(self, peer_id: str) -> list[ConnId]:
+        """The connections of this broker a message to ``peer_id`` is pushed to: the one
+        carrying the session, or those following this machine's person."""
+        conn = self.conn_of.get(peer_id)
+        return [conn] if conn is not None else self.persons.conns_of(peer_id)
 
     def resolve(self, who: str) -> Row:
-        """A live or away peer, or the person, by id or by name.
+        """A live or away peer, or a person, by id or by name.
 
         Raises:
-            PeerNotFound: no such peer, or it has left.
+            PeerNotFound: no such peer, or it has left; or a name several persons have.
         """
-        if self.is_person(who):
+        if self.persons.means_me(who):
             return self.person()
         row = self.store.get_peer(who)
         if row is not None and row["state"] != "gone":
             return row
-        for candidate in self.store.peers_in(("live", "away")):
-            if candidate["name"] == who:
-                return candidate
+        rows = self.store.peers_in(("live", "away", PERSON_STATE))
+        named = [candidate for candidate in rows if candidate["name"] == who]
+        if named:  # a person before a session that took its name before it joined
+            return max(named, key=lambda r: r["state"] == PERSON_STATE)
+        person = self.persons.by_bare_name(who, rows)
+        if person is not None:
+            return person
         hint = " (it has left the mesh)" if row is not None else ""
         raise PeerNotFound(f"no peer named or numbered {who!r}{hint}", {"peer": who})
 
     def _unique_name(self, wanted: str) -> str:
         # "all" is the broadcast address and "cli" the shell user: never a peer's name.
-        taken = {row["name"] for row in self.store.peers_in(("live", "away"))} | RESERVED_NAMES
-        taken.add(self.ctx.person_name)
+        wanted = self.persons.peer_name(wanted)
+        rows = self.store.peers_in(("live", "away", PERSON_STATE))
+        taken = {row["name"] for row in rows} | RESERVED_NAMES | self.persons.taken(rows)
         if wanted not in taken:
             return wanted
         n = 2
@@ -210,13 +213,13 @@ class Sessions:
                 "call peer.unregister first"
             )
         self._check_summary(params.get("summary"))
-        self.person_conns.discard(conn_id)
+        self.persons.conns.discard(conn_id)
         token = params.get("resume")
         if token and params["lifetime"] == "process":
             raise InvalidParams("resume", "a session tied to a process is not resumed by token")
         if token:
             row = self.store.peer_by_token(token)
-            if row is not None and row["state"] != "gone":
+            if row is not None and row["state"] not in ("gone", PERSON_STATE):
                 return self._resume(conn_id, row, params, now)
         pid = params.get("pid")
         if params["lifetime"] == "process":
@@ -340,7 +343,7 @@ class Sessions:
         if peer_id is None:
             what = f"process {pid}" if pid is not None else f"agent session {agent_session!r}"
             raise PeerNotFound(f"no live session of {what} in the mesh", {"pid": pid})
-        self.person_conns.discard(conn_id)  # it acts as that session now, not the person
+        self.persons.conns.discard(conn_id)  # it acts as that session now, not the person
         self.peer_of[conn_id] = peer_id
         self._remember_agent_session(peer_id, agent_session)
         return self.view(self.row(peer_id))
@@ -456,7 +459,7 @@ class Sessions:
     def disconnected(self, conn_id: ConnId, now: float) -> None:
         """The connection carrying a peer closed: the peer is away for the grace period.
         An attached connection closing changes nothing (rule 6)."""
-        self.person_conns.discard(conn_id)
+        self.persons.conns.discard(conn_id)
         peer_id = self.peer_of.get(conn_id)
         if peer_id is None:
             return

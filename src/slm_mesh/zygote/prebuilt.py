@@ -11,13 +11,13 @@ INITIALIZE: dict[str, tuple[bytes, bytes]] = {
             b"h slm-mesh.\\n- At start and when your task changes: mesh_summary (what you are doing"
             b").\\n- Before editing a file others may touch: mesh_lock action=lock; unlock when don"
             b"e. If it is locked, work elsewhere or ask the holder with mesh_send.\\n- mesh_peers s"
-            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at the s'
-            b'hell is the peer \\"person\\" (or their name): messages from them come from it, and m'
-            b'esh_send to=\\"person\\" always reaches them (they read it with slm-mesh inbox).\\n- '
-            b"Messages arrive as channel events from slm-mesh, or as a notice at the end of a tool "
-            b"result: read them with mesh_inbox and answer with mesh_send reply_to.\\n- mesh_state "
-            b'shares small facts (versions, ports); mesh_events shows what changed.","protocolVersi'
-            b'on":"2024-11-05","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
+            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at this '
+            b'machine\'s shell is the peer \\"person\\" (or their name): mesh_send to=\\"person\\" '
+            b"always reaches them (they read it with slm-mesh inbox).\\n- Messages arrive as channe"
+            b"l events from slm-mesh, or as a notice at the end of a tool result: read them with me"
+            b"sh_inbox; answer with mesh_send to=<its from> reply_to=<its id>.\\n- mesh_state share"
+            b's small facts (versions, ports); mesh_events shows what changed.","protocolVersion":"'
+            b'2024-11-05","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
         ),
     ),
     "2025-03-26": (
@@ -28,13 +28,13 @@ INITIALIZE: dict[str, tuple[bytes, bytes]] = {
             b"h slm-mesh.\\n- At start and when your task changes: mesh_summary (what you are doing"
             b").\\n- Before editing a file others may touch: mesh_lock action=lock; unlock when don"
             b"e. If it is locked, work elsewhere or ask the holder with mesh_send.\\n- mesh_peers s"
-            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at the s'
-            b'hell is the peer \\"person\\" (or their name): messages from them come from it, and m'
-            b'esh_send to=\\"person\\" always reaches them (they read it with slm-mesh inbox).\\n- '
-            b"Messages arrive as channel events from slm-mesh, or as a notice at the end of a tool "
-            b"result: read them with mesh_inbox and answer with mesh_send reply_to.\\n- mesh_state "
-            b'shares small facts (versions, ports); mesh_events shows what changed.","protocolVersi'
-            b'on":"2025-03-26","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
+            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at this '
+            b'machine\'s shell is the peer \\"person\\" (or their name): mesh_send to=\\"person\\" '
+            b"always reaches them (they read it with slm-mesh inbox).\\n- Messages arrive as channe"
+            b"l events from slm-mesh, or as a notice at the end of a tool result: read them with me"
+            b"sh_inbox; answer with mesh_send to=<its from> reply_to=<its id>.\\n- mesh_state share"
+            b's small facts (versions, ports); mesh_events shows what changed.","protocolVersion":"'
+            b'2025-03-26","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
         ),
     ),
     "2025-06-18": (
@@ -45,13 +45,13 @@ INITIALIZE: dict[str, tuple[bytes, bytes]] = {
             b"h slm-mesh.\\n- At start and when your task changes: mesh_summary (what you are doing"
             b").\\n- Before editing a file others may touch: mesh_lock action=lock; unlock when don"
             b"e. If it is locked, work elsewhere or ask the holder with mesh_send.\\n- mesh_peers s"
-            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at the s'
-            b'hell is the peer \\"person\\" (or their name): messages from them come from it, and m'
-            b'esh_send to=\\"person\\" always reaches them (they read it with slm-mesh inbox).\\n- '
-            b"Messages arrive as channel events from slm-mesh, or as a notice at the end of a tool "
-            b"result: read them with mesh_inbox and answer with mesh_send reply_to.\\n- mesh_state "
-            b'shares small facts (versions, ports); mesh_events shows what changed.","protocolVersi'
-            b'on":"2025-06-18","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
+            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at this '
+            b'machine\'s shell is the peer \\"person\\" (or their name): mesh_send to=\\"person\\" '
+            b"always reaches them (they read it with slm-mesh inbox).\\n- Messages arrive as channe"
+            b"l events from slm-mesh, or as a notice at the end of a tool result: read them with me"
+            b"sh_inbox; answer with mesh_send to=<its from> reply_to=<its id>.\\n- mesh_state share"
+            b's small facts (versions, ports); mesh_events shows what changed.","protocolVersion":"'
+            b'2025-06-18","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
         ),
     ),
     "2025-11-25": (
@@ -62,13 +62,13 @@ INITIALIZE: dict[str, tuple[bytes, bytes]] = {
             b"h slm-mesh.\\n- At start and when your task changes: mesh_summary (what you are doing"
             b").\\n- Before editing a file others may touch: mesh_lock action=lock; unlock when don"
             b"e. If it is locked, work elsewhere or ask the holder with mesh_send.\\n- mesh_peers s"
-            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at the s'
-            b'hell is the peer \\"person\\" (or their name): messages from them come from it, and m'
-            b'esh_send to=\\"person\\" always reaches them (they read it with slm-mesh inbox).\\n- '
-            b"Messages arrive as channel events from slm-mesh, or as a notice at the end of a tool "
-            b"result: read them with mesh_inbox and answer with mesh_send reply_to.\\n- mesh_state "
-            b'shares small facts (versions, ports); mesh_events shows what changed.","protocolVersi'
-            b'on":"2025-11-25","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
+            b'hows who works where; mesh_send messages a peer or \\"all\\".\\n- The person at this '
+            b'machine\'s shell is the peer \\"person\\" (or their name): mesh_send to=\\"person\\" '
+            b"always reaches them (they read it with slm-mesh inbox).\\n- Messages arrive as channe"
+            b"l events from slm-mesh, or as a notice at the end of a tool result: read them with me"
+            b"sh_inbox; answer with mesh_send to=<its from> reply_to=<its id>.\\n- mesh_state share"
+            b's small facts (versions, ports); mesh_events shows what changed.","protocolVersion":"'
+            b'2025-11-25","serverInfo":{"name":"slm-mesh","version":"0.1.0"}}}\n'
         ),
     ),
 }
