@@ -1,6 +1,7 @@
 """Benchmark of ``slm-mesh top`` as a person sees it: prints one JSON object.
 
     python bench/top.py [--rounds 10]
+    python bench/top.py --starts 20    # only start to header, 20 times (p50, min, max)
 
 A real broker and ``slm-mesh top`` in a real terminal (tmux, 80×24, its own server in a
 temp dir); sessions join, change their summary, take and release a lock and send a
@@ -78,27 +79,77 @@ def summary(seconds: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ms), 1), "max": round(max(ms), 1)}
 
 
-def measure(rounds: int, root: Path) -> dict[str, Any]:
+def setting_up(root: Path) -> tuple[Settings, dict[str, str]]:
     data = root / "d"
     settings = Settings(data_dir=data, socket_path=data / "broker.sock", tcp_port=0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLM_MESH_")}
     env.pop("XDG_RUNTIME_DIR", None)
     env.update(SLM_MESH_DATA_DIR=str(data), SLM_MESH_PORT="0", HOME=str(root), PS1="bench> ")
+    return settings, env
+
+
+def start_broker(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
     broker = subprocess.Popen(
         [sys.executable, "-m", "slm_mesh", "broker"], env=env, stdout=subprocess.DEVNULL
     )
+    while not settings.socket_path.exists():
+        time.sleep(0.01)
+    return broker
+
+
+def start_terminal(screen: Screen) -> None:
+    screen.tmux(
+        "new-session", "-d", "-s", "b", "-x", "80", "-y", "24",
+        "PS1='bench> ' exec bash --norc --noprofile -i",
+    )  # fmt: skip
+    screen.wait(lambda s: "bench>" in s)
+
+
+def start_top(screen: Screen, broker: subprocess.Popen[bytes], then: str = "") -> float:
+    """Seconds from typing the command (and ``then``, a shell command to run after it) to
+    the broker's pid in the header."""
+    screen.tmux("send-keys", "-t", "b", "-l", f"{sys.executable} -m slm_mesh top{then}")
+    screen.tmux("send-keys", "-t", "b", "Enter")
+    return screen.wait(lambda s: f"broker {broker.pid}" in s)
+
+
+def measure_starts(starts: int, root: Path) -> dict[str, Any]:
+    """Start to header, ``starts`` times (quitting in between)."""
+    settings, env = setting_up(root)
+    broker = start_broker(settings, env)
     screen = Screen(root, env)
     try:
-        while not settings.socket_path.exists():
-            time.sleep(0.01)
-        screen.tmux(
-            "new-session", "-d", "-s", "b", "-x", "80", "-y", "24",
-            "PS1='bench> ' exec bash --norc --noprofile -i",
-        )  # fmt: skip
-        screen.wait(lambda s: "bench>" in s)
-        screen.tmux("send-keys", "-t", "b", "-l", f"{sys.executable} -m slm_mesh top")
-        screen.tmux("send-keys", "-t", "b", "Enter")
-        start = screen.wait(lambda s: f"broker {broker.pid}" in s)
+        start_terminal(screen)
+        times = []
+        for n in range(starts):
+            mark = f"done{n}x"
+            times.append(start_top(screen, broker, f"; echo {mark[:4]}''{mark[4:]}"))
+            screen.tmux("send-keys", "-t", "b", "q")
+            screen.wait(showing(f"\n{mark}"))  # top has quit: the shell goes on
+            screen.tmux("send-keys", "-t", "b", "C-l")  # a clear screen for the next one
+            screen.wait(lambda text: "done" not in text)
+        ms = sorted(t * 1000 for t in times)
+        return {
+            "starts": starts,
+            "start_ms": {
+                "p50": round(statistics.median(ms), 1),
+                "min": round(ms[0], 1),
+                "max": round(ms[-1], 1),
+            },
+        }
+    finally:
+        subprocess.run([*screen.base, "kill-server"], env=env, capture_output=True, check=False)
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
+def measure(rounds: int, root: Path) -> dict[str, Any]:
+    settings, env = setting_up(root)
+    broker = start_broker(settings, env)
+    screen = Screen(root, env)
+    try:
+        start_terminal(screen)
+        start = start_top(screen, broker)
         appear: dict[str, list[float]] = {
             k: [] for k in ("join", "summary", "lock", "unlock", "message")
         }
@@ -145,9 +196,13 @@ def measure(rounds: int, root: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--starts", type=int, default=0, help="only measure the start, N times")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="top-", dir="/tmp") as d:
-        print(json.dumps(measure(args.rounds, Path(d)), indent=2))
+        if args.starts:
+            print(json.dumps(measure_starts(args.starts, Path(d)), indent=2))
+        else:
+            print(json.dumps(measure(args.rounds, Path(d)), indent=2))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 It behaves as the contract says a broker does at start: append its pid to
 ``<data dir>/spawned`` (so tests can count starts), take ``broker.lock`` or exit 0 when
 another holds it, listen on ``SLM_MESH_SOCKET``, answer ``mesh.hello`` and ``mesh.ping``,
-stop on ``mesh.shutdown`` or after ``--idle-exit`` seconds without a connection.
+stop on ``mesh.shutdown`` or after ``--idle-exit`` seconds without a connection. Every
+other call gets the hello's answer, but ``mesh.status`` gets ``FAKE_BROKER_STATUS`` (JSON)
+when that is set.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def serve(conn: socket.socket) -> None:
             result: object = {"version": "fake", "protocol": 1, "session": 1}
             if method == "mesh.ping":
                 result = "pong"
+            elif method == "mesh.status" and os.environ.get("FAKE_BROKER_STATUS"):
+                result = json.loads(os.environ["FAKE_BROKER_STATUS"])
             elif method == "mesh.shutdown":
                 result = {}
             answer = {"jsonrpc": "2.0", "id": request["id"], "result": result}

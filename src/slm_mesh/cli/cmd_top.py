@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from slm_mesh.cli.connect import load_settings
-from slm_mesh.cli.outcome import usage
+from slm_mesh.cli.outcome import FAILED, CliError, usage
 from slm_mesh.cli.render import Output
 
 
@@ -20,5 +20,9 @@ def top(out: Output) -> int:
         )
     settings = load_settings()
     from slm_mesh.top.app import run
+    from slm_mesh.top.feed import IncompatibleBroker
 
-    return run(settings)
+    try:
+        return run(settings)
+    except IncompatibleBroker as exc:  # the terminal is back: say it there
+        raise CliError(str(exc), FAILED, name="incompatible_broker") from None

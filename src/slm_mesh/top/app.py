@@ -9,7 +9,8 @@ worker on the app's event loop; the screen redraws what changed at most every
 
 Leaving always restores the terminal: ``q``, Ctrl+C (a key while the app has the terminal)
 and SIGINT, SIGTERM and SIGHUP all end the app through its own exit, and textual restores
-the terminal after an exception too.
+the terminal after an exception too. A broker top can't read (an older slm-mesh) ends it
+through its exit too, with status 1, and what to do is said once the terminal is back.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from slm_mesh.top.dialogs import (
     MessageDialog,
     TextPanel,
 )
-from slm_mesh.top.feed import Feed, NotConnected
+from slm_mesh.top.feed import Feed, IncompatibleBroker, NotConnected
 from slm_mesh.top.model import PANES, MeshView
 from slm_mesh.top.panes import Pane, Row
 
@@ -110,6 +111,7 @@ class TopApp(App[int]):
         self._last_redraw = 0.0
         self._flash: tuple[str, bool] | None = None
         self._flash_timer: Timer | None = None
+        self.fatal: IncompatibleBroker | None = None  # why the app ended by itself
 
     # -- building ----------------------------------------------------------------------
 
@@ -132,8 +134,17 @@ class TopApp(App[int]):
                 loop.add_signal_handler(signum, self.exit)
         self.pane("peers").focus()
         self.set_interval(TICK_S, self.tick)
-        self.run_worker(self.feed.run(), name="feed", exit_on_error=True)
+        self.run_worker(self.follow(), name="feed", exit_on_error=True)
         self.redraw()
+
+    async def follow(self) -> None:
+        """The feed, until the app ends, or it finds a broker it can't read (then the app
+        ends with status 1 and :func:`run` says why)."""
+        try:
+            await self.feed.run()
+        except IncompatibleBroker as exc:
+            self.fatal = exc
+            self.exit(1)
 
     def pane(self, name: str) -> Pane:
         return self.query_one(f"#{name}", Pane)
@@ -369,7 +380,14 @@ class TopApp(App[int]):
 
 
 def run(settings: Settings) -> int:
-    """Run the screen until the person quits; the exit status."""
+    """Run the screen until the person quits; the exit status.
+
+    Raises:
+        IncompatibleBroker: the broker is one top can't read (raised once the terminal is
+            back, for the caller to say).
+    """
     app = TopApp(settings)
     app.run()
+    if app.fatal is not None:
+        raise app.fatal
     return app.return_code or 0

@@ -15,6 +15,10 @@ Rules:
 4. It connects anonymously, as the person at the shell (:mod:`slm_mesh.person`): what is
    sent or released from here is the person's, not a peer's, and ``top`` never shows up
    among the peers it watches.
+5. A broker whose answers lack what the view reads (a ``mesh.status`` without the counts,
+   a method or param it does not know: an older slm-mesh) ends the feed with
+   :class:`IncompatibleBroker`, saying its version and what to do, rather than a
+   traceback or a retry that can never succeed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import anyio
 from slm_mesh.client.address import BrokerUnreachable
 from slm_mesh.client.aio import ConnectionLost, MeshClient
 from slm_mesh.config import VERSION, Settings
-from slm_mesh.protocol.errors import MeshError
+from slm_mesh.protocol.errors import InvalidParams, MeshError, MethodNotFound
 from slm_mesh.top.model import MeshView
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,31 @@ CONNECT_TIMEOUT_S = 2.0
 
 class NotConnected(Exception):
     """An action was asked for while no broker is connected."""
+
+
+class IncompatibleBroker(Exception):
+    """The broker does not answer what the view reads (rule 5)."""
+
+    def __init__(self, version: object) -> None:
+        super().__init__(
+            f"incompatible broker (version {version}; this is {VERSION}): upgrade or restart "
+            "it (`slm-mesh stop`, then `slm-mesh`)"
+        )
+
+
+def check_status(status: object) -> dict[str, Any]:
+    """``status`` if it has what the view reads of ``mesh.status``.
+
+    Raises:
+        IncompatibleBroker: it does not (rule 5).
+    """
+    if isinstance(status, dict):
+        counts = status.get("counts")
+        known = isinstance(counts, dict) and isinstance(counts.get("last_seq"), int)
+        if known and isinstance(status.get("pid"), int) and "uptime_s" in status:
+            return status
+    version = status.get("version", "unknown") if isinstance(status, dict) else "unknown"
+    raise IncompatibleBroker(version)
 
 
 class Feed:
@@ -83,7 +112,13 @@ class Feed:
             return f"can't reach the broker: {exc}"
 
     async def _follow(self, client: MeshClient) -> str:
-        status = await client.call("mesh.status")
+        status = check_status(await client.call("mesh.status"))
+        try:
+            return await self._follow_from(client, status)
+        except (MethodNotFound, InvalidParams) as exc:  # what top asks is fixed (rule 5)
+            raise IncompatibleBroker(status.get("version", "unknown")) from exc
+
+    async def _follow_from(self, client: MeshClient, status: dict[str, Any]) -> str:
         self.view.set_connected(status, at=anyio.current_time())
         head: int = status["counts"]["last_seq"]
         if self.view.last_seq == 0 or head - self.view.last_seq > BACKLOG:
