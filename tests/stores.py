@@ -14,6 +14,7 @@ import dataclasses
 import pytest
 
 from slm_mesh.config import Settings
+from slm_mesh.person import identity
 from tests import pg
 
 
@@ -33,3 +34,10 @@ def on(settings: Settings, store: str, request: pytest.FixtureRequest) -> Settin
         return settings
     cluster: pg.Cluster = request.getfixturevalue("pg_cluster")
     return dataclasses.replace(settings, store_url=cluster.url, mesh_name=pg.mesh_name())
+
+
+def person(settings: Settings) -> tuple[str, str]:
+    """The person's peer id and the name the mesh shows for it on ``settings``' store:
+    ``person`` and the bare name on SQLite, qualified by the host on a shared store
+    (slm_mesh.person rule 3)."""
+    return identity(settings.person, settings.host, shared=settings.store_url is not None)

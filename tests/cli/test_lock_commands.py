@@ -279,13 +279,11 @@ def test_lock_release_force_frees_an_agents_lock_as_the_person_and_tells_the_age
     finally:
         holder.close()
         watcher.close()
+    _, person = stores.person(settings)
     assert method == "message"
-    assert (told["from_name"], told["type"]) == (settings.person, "alert")
-    assert (
-        told["body"]
-        == f"{settings.person} released your exclusive lock on {cli.cwd}/core.py: stuck"
-    )
-    assert event["data"]["released_by"] == settings.person
+    assert (told["from_name"], told["type"]) == (person, "alert")
+    assert told["body"] == f"{person} released your exclusive lock on {cli.cwd}/core.py: stuck"
+    assert event["data"]["released_by"] == person
     assert event["data"]["reason"] == "forced"
     assert locks(cli) == []
 

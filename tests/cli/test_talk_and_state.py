@@ -143,7 +143,7 @@ def test_send_delivers_to_a_named_peer_as_cli(
     }
     assert pushed["body"] == "please look at #12"
     assert pushed["type"] == "alert"
-    assert (pushed["from"], pushed["from_name"]) == ("person", settings.person)
+    assert (pushed["from"], pushed["from_name"]) == stores.person(settings)
 
 
 @pytest.mark.sqlite_only("the command line itself")
@@ -190,26 +190,27 @@ def test_an_agent_answers_the_person_and_the_answer_waits_in_the_inbox(
     with peer(settings, "backend", "/repo") as agent:
         asked = cli.json("send", "backend", "is the API done?")
         (question,) = agent.call("message.inbox", {})["messages"]
-        assert (question["from"], question["from_name"]) == ("person", settings.person)
+        assert (question["from"], question["from_name"]) == stores.person(settings)
         # No shell command runs now: the answer to the shell's message waits all the same.
         agent.call(
             "message.send",
             {"to": question["from"], "body": "done with the API", "reply_to": asked["ids"][0]},
         )
     status = cli.json("status")
+    person_id, person = stores.person(settings)
     assert status["person"] == {
-        "peer_id": "person",
-        "name": settings.person,
+        "peer_id": person_id,
+        "name": person,
         "unread": 1,
         "following": 0,
     }
-    assert f"{settings.person} (peer id person), 1 unread message" in cli.ok("status")
+    assert f"{person} (peer id {person_id}), 1 unread message" in cli.ok("status")
     doc = cli.json("inbox")
     (m,) = doc["messages"]
     has_fields(m, MESSAGE_FIELDS)
     assert m["from_name"] == "backend"
     assert m["reply_to"] == asked["ids"][0]
-    assert m["to"] == "person"
+    assert m["to"] == person_id
     assert m["body"] == "done with the API"
     assert m["type"] == "text"
     assert m["broadcast"] is False
@@ -271,7 +272,7 @@ def test_state_set_get_list_delete_round_trip(
     assert entry["value"] == {"rps": 10}
     assert entry["namespace"] == "ops"
     assert entry["version"] == 1
-    assert entry["updated_by"] == settings.person
+    assert entry["updated_by"] == stores.person(settings)[1]
     assert entry["expires_at"] - entry["updated_at"] == 600
     listed = cli.json("state", "list", "-n", "ops")
     assert listed["namespace"] == "ops"
@@ -352,7 +353,7 @@ def test_a_bad_key_is_refused_clearly(cli: Cli, broker: subprocess.Popen[bytes])
 
 
 def test_events_shows_the_last_events_then_pages_with_after(
-    cli: Cli, broker: subprocess.Popen[bytes]
+    cli: Cli, broker: subprocess.Popen[bytes], settings: Settings
 ) -> None:
     for i in range(5):
         cli.ok("state", "set", f"k{i}", "v")
@@ -368,7 +369,8 @@ def test_events_shows_the_last_events_then_pages_with_after(
     assert [e["data"]["key"] for e in rest["events"]] == ["k2", "k3", "k4"]
     text = cli.ok("events", "--limit", "1").splitlines()
     assert len(text) == 1
-    assert "state_changed" in text[0] and "default/k4 set by dave (version 1)" in text[0]
+    _, person = stores.person(settings)
+    assert "state_changed" in text[0] and f"default/k4 set by {person} (version 1)" in text[0]
 
 
 @pytest.mark.sqlite_only(
@@ -401,7 +403,7 @@ def test_events_follow_sees_an_event_made_by_another_client_and_ends_on_ctrl_c(
             "namespace": "default",
             "key": "after",
             "version": 1,
-            "updated_by": settings.person,
+            "updated_by": stores.person(settings)[1],
         }
         assert event["seq"] == json.loads(replayed)["seq"] + 1
         follower.send_signal(signal.SIGINT)
