@@ -179,6 +179,18 @@ async def test_a_connection_whose_peer_is_resumed_elsewhere_is_told(settings: Se
         with trio.fail_after(5):
             note = await old.notification("peer.detached")
         assert note["params"] == {"peer_id": joined["peer_id"], "reason": "resumed"}
-        # It carries on as an anonymous connection: the person.
         assert (await old.error("peer.whoami"))["code"] == errors.NOT_REGISTERED
         assert (await new.call("peer.whoami"))["name"] == "backend"
+        # It never acts as the person behind its agent's back: it may read, not write,
+        # until it registers again.
+        refused = await old.error("state.set", key="k", value=1)
+        assert refused["code"] == errors.NOT_REGISTERED
+        assert "taken from it (resumed)" in refused["message"]
+        assert (await old.error("message.send", to="backend", body="x"))["code"] == (
+            errors.NOT_REGISTERED
+        )
+        assert [p["name"] for p in (await old.call("peer.list"))["peers"]] == ["backend"]
+        assert await old.call("state.get", key="k") is None
+        again = await old.register("frontend")
+        assert again["peer_id"] != joined["peer_id"]
+        assert (await old.call("state.set", key="k", value=1))["version"] == 1

@@ -39,7 +39,8 @@ ERROR_WHEN: dict[int, str] = {
     errors.INVALID_PARAMS: "a param is missing, unknown or of the wrong type "
     "(``data.field`` names it)",
     errors.INTERNAL_ERROR: "a bug in the broker (the log has the details)",
-    errors.NOT_REGISTERED: "the call needs a peer session and this connection has none",
+    errors.NOT_REGISTERED: "the call needs a peer session and this connection has none, "
+    "or its session was taken from it (**peer.detached**) and it has not registered again",
     errors.PEER_NOT_FOUND: "unknown or departed peer id or name",
     errors.LOCK_CONFLICT: "the lock is held by another session (``data.holders`` lists them)",
     errors.VERSION_CONFLICT: "``if_version`` did not match (``data.version`` is the current one)",

@@ -50,6 +50,8 @@ READ_ONLY = frozenset(
         "event.read",
     }
 )
+# What a connection whose peer was taken from it may still call (sessions rule 8).
+DETACHED_MAY = READ_ONLY | {"peer.register"}
 
 
 class Mesh:
@@ -139,12 +141,22 @@ class Mesh:
         if handler is None:
             raise MethodNotFound(f"method not found: {method}")
         peer_id = self.sessions.peer_of.get(conn_id)
-        if peer_id is None and METHODS[method].session:
-            raise NotRegistered(f"{method} needs a session: call peer.register first")
+        if peer_id is None:
+            if METHODS[method].session:
+                raise NotRegistered(f"{method} needs a session: call peer.register first")
+            why = self.sessions.detached.get(conn_id)
+            if why is not None and method not in DETACHED_MAY:
+                raise NotRegistered(
+                    f"{method}: this connection's session was taken from it ({why}); "
+                    "call peer.register to join again (it does not act as the person)"
+                )
         if method in READ_ONLY:
             return handler(conn_id, peer_id, params, now)
         with self.ctx.call_scope():
-            return handler(conn_id, peer_id, params, now)
+            result = handler(conn_id, peer_id, params, now)
+        if method == "peer.register":
+            self.sessions.detached.pop(conn_id, None)
+        return result
 
     def peer_of(self, conn_id: ConnId) -> str | None:
         return self.sessions.peer_of.get(conn_id)

@@ -32,6 +32,10 @@ Rules:
    token does the same for any session within its grace. A live session's name is never
    taken that way; resuming a session another connection carries moves it, and that
    connection is told (``peer.detached``).
+   A connection detached so never acts as the person behind the agent's back: until it
+   registers again it is refused, with -32001, every call but reads
+   (``slm_mesh.mesh.core.DETACHED_MAY``);
+   its client learns why from the ``peer.detached`` it read first.
 9. Several brokers may share one store (PostgreSQL): each peer row says which host and
    broker carry it. A peer is connected while its own broker carries it, as that broker
    records it (``state`` live); a broker never ends a session another one carries.
@@ -84,6 +88,8 @@ class Sessions:
         ] = {}  # connection → the peer it acts as (carrier or attached)
         self.tied: dict[str, int] = {}  # peer id → pid of the process it lives as long as
         self.agent_sessions: dict[str, str] = {}  # agent's own session id → peer id
+        # connection → why the peer it acted as was taken from it (rule 8), till it registers
+        self.detached: dict[ConnId, str] = {}
         self.persons = Persons(ctx)
 
     # -- start-up ----------------------------------------------------------------------
@@ -393,7 +399,7 @@ class Sessions:
         if old_conn is not None:
             # The old connection may be half-dead; the newer one wins.
             self._unbind(old_conn)
-            self.ctx.effects.append(Detach(old_conn, peer_id, "resumed"))
+            self._detach(old_conn, peer_id, "resumed")
         self._untie(peer_id)  # a connection carries it now (rule 5)
         self.ctx.effects.append(DisarmTimer("grace", peer_id))
         self._bind(conn_id, peer_id)
@@ -460,6 +466,7 @@ class Sessions:
         """The connection carrying a peer closed: the peer is away for the grace period.
         An attached connection closing changes nothing (rule 6)."""
         self.persons.conns.discard(conn_id)
+        self.detached.pop(conn_id, None)
         peer_id = self.peer_of.get(conn_id)
         if peer_id is None:
             return
@@ -524,9 +531,14 @@ class Sessions:
         for conn_id in [c for c, p in self.peer_of.items() if p == peer_id]:
             del self.peer_of[conn_id]
             if conn_id != caller:
-                self.ctx.effects.append(Detach(conn_id, peer_id, reason, cause))
+                self._detach(conn_id, peer_id, reason, cause)
         for agent_session in [a for a, p in self.agent_sessions.items() if p == peer_id]:
             del self.agent_sessions[agent_session]
+
+    def _detach(self, conn_id: ConnId, peer_id: str, reason: str, cause: str | None = None) -> None:
+        """``conn_id`` no longer acts as ``peer_id``: it is told, and refused (rule 8)."""
+        self.ctx.effects.append(Detach(conn_id, peer_id, reason, cause))
+        self.detached[conn_id] = reason if cause is None else f"{reason}, {cause}"
 
     def take_back(self, row: Row, now: float) -> None:
         """A peer a connection of ours still carries, set away meanwhile (our lease
