@@ -100,3 +100,18 @@ def test_without_a_broker_the_commit_goes_through(
     done = git(settings, staged, "commit", "-m", "x")
     assert done.returncode == 0, done.stderr
     assert "slm-mesh" not in done.stderr
+
+
+def test_the_hook_is_executable_and_a_disabled_one_stays_disabled(
+    settings: Settings, slm: Run, repo: Path
+) -> None:
+    hooks = repo / ".git" / "hooks"
+    earlier = hooks / "pre-commit"
+    earlier.write_text("#!/bin/sh\nexit 1\n")  # switched off by its owner: not executable
+    earlier.chmod(0o644)
+    slm("install", "git")
+    assert os.access(earlier, os.X_OK)  # ours runs, or git skips it silently
+    assert (hooks / "pre-commit.slm-mesh-chained").stat().st_mode & 0o777 == 0o644
+    slm("uninstall", "git")
+    assert earlier.read_text() == "#!/bin/sh\nexit 1\n"
+    assert earlier.stat().st_mode & 0o777 == 0o644  # still switched off

@@ -38,7 +38,8 @@ class Change:
     path: Path
     before: str | None
     after: str | None  # None: remove the file
-    mode: int | None = None  # of a new file (an existing one keeps its own)
+    # The file's mode; None: an existing file keeps its own, a new one gets 0o644.
+    mode: int | None = None
 
     @property
     def changed(self) -> bool:
@@ -115,9 +116,9 @@ def apply(change: Change) -> Path | None:
         path.unlink(missing_ok=True)
         return backup
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = change.mode if change.mode is not None else 0o644
-    if path.exists():
-        mode = path.stat().st_mode & 0o7777
+    mode = change.mode
+    if mode is None:
+        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -5,8 +5,9 @@ Rules:
 1. The hooks folder is git's own answer (``git rev-parse --git-path hooks``): it follows
    ``core.hooksPath`` and worktrees.
 2. A pre-commit hook that is already there and is not ours is kept: it moves to
-   ``pre-commit.slm-mesh-chained`` and ours runs it first (its refusal stands).
-   Uninstalling puts it back.
+   ``pre-commit.slm-mesh-chained`` (with its mode: one switched off by ``chmod -x`` stays
+   off) and ours runs it first (its refusal stands). Uninstalling puts it back, mode and
+   all. Ours is executable whatever mode the file it replaces had.
 3. Installing again rewrites ours only.
 """
 
@@ -76,7 +77,8 @@ def plan(*, install: bool, cwd: Path) -> Plan:
             out.steps.append(Step(Change(chained, None, current, mode), "the hook that was there"))
         out.steps.append(Step(Change(hook, current, script(), EXECUTABLE), "pre-commit hook"))
     elif is_ours(current):
-        out.steps.append(Step(Change(hook, current, kept), "pre-commit hook"))
+        its_mode = chained.stat().st_mode & 0o7777 if kept is not None else None
+        out.steps.append(Step(Change(hook, current, kept, its_mode), "pre-commit hook"))
         if kept is not None:
             out.steps.append(Step(Change(chained, kept, None), "put back the hook that was there"))
     else:
