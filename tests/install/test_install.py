@@ -230,3 +230,16 @@ def test_a_file_that_cannot_be_parsed_is_refused_with_line_and_column(
     assert where in done.stderr and "nothing was changed" in done.stderr
     assert (home / relative).read_text() == broken
     assert sorted(p.name for p in home.rglob("*") if p.is_file()) == [Path(relative).name]
+
+
+def test_a_settings_file_that_is_a_symlink_stays_one(slm: Run, home: Path, tmp_short: Path) -> None:
+    dotfiles = tmp_short / "dotfiles" / "claude-settings.json"
+    original = write(dotfiles, as_claude_writes(CLAUDE_SETTINGS))
+    link = home / ".claude" / "settings.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(dotfiles)
+    slm("install", "claude")
+    assert link.is_symlink() and link.resolve() == dotfiles  # the link is kept, its file changed
+    assert "slm_mesh/hooks/run.py" in dotfiles.read_text()
+    slm("uninstall", "claude")
+    assert link.is_symlink() and dotfiles.read_text() == original

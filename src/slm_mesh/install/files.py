@@ -10,7 +10,8 @@ Rules:
    byte that is not ours.
 3. A write goes to a temporary file in the same folder, is flushed to disk and renamed over
    the old one; the old one is first copied to ``<name>.slm-mesh.bak``. An unchanged file
-   is not written at all.
+   is not written at all. A file that is a symlink stays one: the file it points to is
+   written (renamed over) instead.
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ def apply(change: Change) -> Path | None:
     """Write ``change`` (rule 3); the backup's path, if there was a file before."""
     if not change.changed:
         return None
-    path = change.path
     backup = None
-    if change.before is not None and path.exists():
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        shutil.copy2(path, backup)
+    if change.before is not None and change.path.exists():
+        backup = change.path.with_name(change.path.name + BACKUP_SUFFIX)
+        shutil.copy2(change.path, backup)
+    # A symlink (settings kept in a dotfiles repository) stays one: its file is written.
+    path = change.path.resolve() if change.path.is_symlink() else change.path
     if change.after is None:
         path.unlink(missing_ok=True)
         return backup
