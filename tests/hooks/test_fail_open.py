@@ -105,3 +105,17 @@ def test_a_wrong_command_line_is_a_non_blocking_error(settings: Settings, agent:
         )
         assert done.returncode == 1  # never 2, which would block the agent's action
         assert done.stderr.startswith(b"usage: slm-mesh hook EVENT")
+
+
+@pytest.mark.parametrize(
+    "env", [{"SLM_MESH_WAKE_IDLE_S": "0.2"}, {"CLAUDE_CODE_ENTRYPOINT": "sdk-cli"}]
+)
+def test_the_stop_hook_keeps_its_idle_limit_with_a_broker_that_does_not_answer(
+    settings: Settings, agent: Agent, env: dict[str, str]
+) -> None:
+    agent.env_extra.update(env)  # (`claude -p` waits for its Stop hook before it exits)
+    with silent_broker(settings.socket_path):
+        done = agent.run("Stop", **EVENTS["Stop"])  # returns: it did not wait for ever
+    assert (done.returncode, done.stdout) == (0, "")
+    [line] = log_lines(settings)
+    assert "the broker did not answer" in line

@@ -145,8 +145,9 @@ class Broker:
     ) -> "list[Any]":
         """Send ``calls`` as one batch and return each one's result, or a
         :class:`CallError` in its place. ``timeout``: seconds for the whole exchange
-        (None: no limit, but ``still_wanted()`` is asked every
-        :data:`STILL_WANTED_POLL_S` and the wait ends when it says no).
+        (None: no limit). ``still_wanted()``, if given, is asked every
+        :data:`STILL_WANTED_POLL_S` while the answer is awaited, and the wait ends when
+        it says no.
 
         Raises:
             Unreachable: the connection failed, no answer came in time, or it is no
@@ -183,24 +184,22 @@ class Broker:
     ) -> bytes:
         buf = b""
         while b"\n" not in buf:
+            wait = None
             if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
                     raise TimeoutError("timed out")
-                self.sock.settimeout(left)
-            elif still_wanted is not None:
-                self.sock.settimeout(STILL_WANTED_POLL_S)
-                try:
-                    chunk = self.sock.recv(RECEIVE_BYTES)
-                except TimeoutError:
-                    if not still_wanted():
-                        raise ConnectionAbortedError("no longer wanted") from None
-                    continue
-                if not chunk:
-                    raise ConnectionResetError("the broker closed the connection")
-                buf += chunk
-                continue
-            chunk = self.sock.recv(RECEIVE_BYTES)
+            if still_wanted is not None:
+                wait = STILL_WANTED_POLL_S if wait is None else min(wait, STILL_WANTED_POLL_S)
+            self.sock.settimeout(wait)
+            try:
+                chunk = self.sock.recv(RECEIVE_BYTES)
+            except TimeoutError:
+                if still_wanted is None:
+                    raise
+                if not still_wanted():
+                    raise ConnectionAbortedError("no longer wanted") from None
+                continue  # (the deadline, if any, is checked above)
             if not chunk:
                 raise ConnectionResetError("the broker closed the connection")
             buf += chunk

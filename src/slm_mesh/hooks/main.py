@@ -146,7 +146,7 @@ def _calls(
     calls: "list[tuple[str, dict[str, Any]]]",
     *,
     start_broker: bool = False,
-    timeout: float | None = -1.0,
+    timeout: float = -1.0,
     still_wanted: "Callable[[], bool] | None" = None,
 ) -> "tuple[Broker, list[Any]]":
     broker = _connect(start_broker=start_broker)
@@ -261,7 +261,11 @@ def _stop_wait(fmt: Format, hook: Hook) -> Reply:
     wait = {"timeout": idle, "limit": PAGE, "max_chars": BODY_CHARS, "mark_read": False}
     agent = process.agent_pid()
     broker, (_, got) = _calls(
-        fmt, hook, [("message.wait", wait)], timeout=None, still_wanted=lambda: process.alive(agent)
+        fmt,
+        hook,
+        [("message.wait", wait)],
+        timeout=idle + timeout_s(),  # the broker ends the wait at idle: a hung one, we do
+        still_wanted=lambda: process.alive(agent),
     )
     try:
         answer = _result(got)
