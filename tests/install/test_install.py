@@ -243,3 +243,14 @@ def test_a_settings_file_that_is_a_symlink_stays_one(slm: Run, home: Path, tmp_s
     assert "slm_mesh/hooks/run.py" in dotfiles.read_text()
     slm("uninstall", "claude")
     assert link.is_symlink() and dotfiles.read_text() == original
+
+
+def test_an_mcp_servers_value_that_is_not_an_object_is_refused_not_replaced(
+    slm: Run, home: Path
+) -> None:
+    text = write(home / ".cursor" / "mcp.json", as_claude_writes({"mcpServers": ["mine"]}))
+    done = slm("install", "cursor", ok=False)
+    assert done.returncode == 1
+    assert f'{home}/.cursor/mcp.json: "mcpServers" is not an object' in done.stderr
+    assert (home / ".cursor" / "mcp.json").read_text() == text
+    assert not (home / ".cursor" / "hooks.json").exists()  # nothing written, for any file

@@ -32,7 +32,7 @@ from slm_mesh.install.entries import (
     merge_hooks,
     merge_server,
 )
-from slm_mesh.install.files import Change, dump_json, parse_json, read_text
+from slm_mesh.install.files import Change, ConfigError, dump_json, parse_json, read_text
 
 # The Stop hook waits this long for a message (SLM_MESH_WAKE_IDLE_S): Claude Code must not
 # kill it sooner.
@@ -54,7 +54,10 @@ class JsonFile:
     def change(self, install: bool) -> tuple[Change, str]:
         before = read_text(self.path)
         config = parse_json(self.path, before)
-        after, done = self.transform(config, install)
+        try:
+            after, done = self.transform(config, install)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
         if after == config:
             return Change(self.path, before, before), done
         if not after and not install:

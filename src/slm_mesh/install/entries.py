@@ -134,7 +134,11 @@ def merge_server(
     itself always writes it in); a file left empty goes."""
     out = dict(config)
     servers = out.get(key)
-    servers = dict(servers) if isinstance(servers, dict) else {}
+    if servers is not None and not isinstance(servers, dict):
+        from slm_mesh.install.files import ConfigError
+
+        raise ConfigError(f'"{key}" is not an object; nothing was changed')
+    servers = dict(servers or {})
     present = servers.get(SERVER_NAME)
     if entry is None:
         if present is None:
