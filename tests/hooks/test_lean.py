@@ -24,7 +24,8 @@ HEAVY_STDLIB = {
 }  # fmt: skip
 HEAVY_PREFIXES = ("mcp", "trio", "anyio", "pydantic", "cyclopts", "sqlite", "slm_mesh.cli")
 ALL_MODULES = (
-    "slm_mesh.hooks.main, slm_mesh.hooks.briefing, slm_mesh.hooks.guard, slm_mesh.hooks.delivery"
+    "slm_mesh.hooks.main, slm_mesh.hooks.briefing, slm_mesh.hooks.guard, "
+    "slm_mesh.hooks.delivery, slm_mesh.hooks.git_commit"
 )
 
 
