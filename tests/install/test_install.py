@@ -254,3 +254,14 @@ def test_an_mcp_servers_value_that_is_not_an_object_is_refused_not_replaced(
     assert f'{home}/.cursor/mcp.json: "mcpServers" is not an object' in done.stderr
     assert (home / ".cursor" / "mcp.json").read_text() == text
     assert not (home / ".cursor" / "hooks.json").exists()  # nothing written, for any file
+
+
+def test_a_file_that_cannot_be_written_is_a_clear_error(slm: Run, home: Path) -> None:
+    link = home / ".cursor" / "mcp.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/proc/slm-mesh-test.json")  # a folder nobody can create files in
+    done = slm("install", "cursor", ok=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"can't write {link} (a link to /proc/slm-mesh-test.json): " in done.stderr
+    assert f"{home}/.cursor/hooks.json was written" in done.stderr  # (the file before it)

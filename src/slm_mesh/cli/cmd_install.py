@@ -34,7 +34,10 @@ def change(out: Output, agent: str, install: bool, project: bool, user: bool, dr
     """Install or uninstall ``agent``'s part, or print what would change (``dry_run``)."""
     the_plan = _plan(agent, install, _project(project, user, agent))
     files: list[dict[str, Any]] = []
-    backups: dict[Path, Path | None] = dict(the_plan.apply()) if not dry_run else {}
+    try:
+        backups: dict[Path, Path | None] = dict(the_plan.apply()) if not dry_run else {}
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     for step in the_plan.steps:
         doc: dict[str, Any] = {
             "path": str(step.path),

@@ -46,8 +46,24 @@ class Plan:
         return any(step.change.changed for step in self.steps)
 
     def apply(self) -> list[tuple[Path, Path | None]]:
-        """Write every changed file; (file, backup) for each."""
-        return [(s.path, apply(s.change)) for s in self.steps if s.change.changed]
+        """Write every changed file; (file, backup) for each.
+
+        Raises:
+            ConfigError: a file could not be written (naming those that were).
+        """
+        done: list[tuple[Path, Path | None]] = []
+        for step in self.steps:
+            if not step.change.changed:
+                continue
+            try:
+                done.append((step.path, apply(step.change)))
+            except OSError as exc:
+                written = "".join(f"; {path} was written" for path, _ in done)
+                where = str(step.path)
+                if step.path.is_symlink():
+                    where += f" (a link to {step.path.resolve()})"
+                raise ConfigError(f"can't write {where}: {exc.strerror}{written}") from None
+        return done
 
 
 def project_root(cwd: Path | None = None) -> Path:
