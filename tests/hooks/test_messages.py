@@ -173,6 +173,8 @@ def test_an_unread_message_wakes_at_once_and_the_waiter_ends_with_the_session(
         agent.proc.kill()  # the agent exits: its session ends, so does the waiter
         out, err = proc.communicate(timeout=10)
     assert (proc.returncode, out, err) == (0, b"", b"")
+    log = settings.data_dir / "hooks.log"
+    assert not log.exists(), log.read_text()  # an answer, not a failure
 
 
 def test_the_stop_hook_gives_up_after_the_idle_limit(agent: Agent, sender: LineClient) -> None:

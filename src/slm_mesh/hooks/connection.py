@@ -109,6 +109,7 @@ class Broker:
     def __init__(self, sock: _socket.socket, token: str | None) -> None:
         self.sock = sock
         self.token = token  # TCP: the first call must be mesh.hello with it
+        self.pending = b""  # what was read past the last line
 
     @classmethod
     def connect(cls, timeout: float) -> "Broker":
@@ -163,13 +164,9 @@ class Broker:
         try:
             self.sock.settimeout(timeout)
             self.sock.sendall(leanjson.encode(request))
-            line = self._read_line(deadline, still_wanted)
+            answers = self._read_answer(deadline, still_wanted)
         except OSError as exc:  # TimeoutError is one
             raise Unreachable(f"the broker did not answer: {exc}") from None
-        try:
-            answers = leanjson.loads(line)
-        except ValueError:
-            raise Unreachable("the broker's answer is not JSON") from None
         if not isinstance(answers, list):  # one error for the whole batch (-32600…)
             raise Unreachable(f"the broker refused the batch: {answers!r}")
         by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
@@ -179,10 +176,24 @@ class Broker:
             out.append(answer["result"] if "result" in answer else CallError(answer.get("error")))
         return out[1:] if self.token is not None else out
 
+    def _read_answer(
+        self, deadline: float | None, still_wanted: "Callable[[], bool] | None"
+    ) -> "Any":
+        """The next line that is not a notification (the broker may push one to any
+        connection acting as a session: ``peer.detached`` when that session ends)."""
+        while True:
+            line = self._read_line(deadline, still_wanted)
+            try:
+                value = leanjson.loads(line)
+            except ValueError:
+                raise Unreachable("the broker's answer is not JSON") from None
+            if not (isinstance(value, dict) and "method" in value and "id" not in value):
+                return value
+
     def _read_line(
         self, deadline: float | None, still_wanted: "Callable[[], bool] | None" = None
     ) -> bytes:
-        buf = b""
+        buf = self.pending
         while b"\n" not in buf:
             wait = None
             if deadline is not None:
@@ -203,7 +214,8 @@ class Broker:
             if not chunk:
                 raise ConnectionResetError("the broker closed the connection")
             buf += chunk
-        return buf.partition(b"\n")[0]
+        line, _, self.pending = buf.partition(b"\n")
+        return line
 
     def close(self) -> None:
         self.sock.close()
