@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from slm_mesh.hooks import briefing, delivery, guard
@@ -61,6 +62,26 @@ def test_the_briefing_stays_under_its_bound_and_counts_what_it_drops() -> None:
     first_peer = next(line for line in lines if line.startswith('- "peer-'))
     assert first_peer.startswith('- "peer-39" (codex, branch b39')  # this repository's first
     assert "second" not in text  # first lines only
+
+
+def test_the_briefing_bound_holds_whatever_the_lengths_of_its_lines() -> None:
+    # Short lines let in after a long one was left out, with a "… N more" line in every
+    # part: those count against the bound too. (Seeded: the same inputs every run.)
+    rng = random.Random(11)
+
+    def xs(most: int) -> str:
+        return "x" * rng.randint(0, most)
+
+    for _ in range(3000):
+        peers = [peer(i, name=f"p{i}{xs(20)}", summary=xs(150)) for i in range(rng.randint(0, 12))]
+        locks = [
+            {"peer_id": "p1", "path": "/r/" + xs(150), "holder": "h", "mode": "exclusive"}
+            for _ in range(rng.randint(0, 12))
+        ]
+        messages = [{"from_name": "x", "body": xs(200)} for _ in range(rng.randint(0, 5))]
+        inbox = {"messages": messages, "unread_left": len(messages) + rng.randint(0, 3)}
+        text = briefing.briefing(ME, peers, locks, inbox, NOW)
+        assert text is None or len(text) <= briefing.MAX_CHARS, (len(text), text)
 
 
 def test_a_message_body_cannot_pass_for_a_header_or_the_user() -> None:

@@ -6,7 +6,8 @@ Rules:
    hold under this repository (or directory); the unread messages by their first lines;
    one line on the mesh tools.
 2. Nothing at all when there is nothing to say: no other session, no lock, no message.
-3. Lines that do not fit are dropped whole, from the end of each part, and counted.
+3. Lines that do not fit are dropped whole, from the end of each part, and counted (the
+   "… N more" line that counts them has its room kept from the start).
 """
 
 from slm_mesh.hooks.delivery import ago
@@ -56,6 +57,10 @@ def _message_line(m: "dict[str, Any]") -> str:
     return _cut(f'- from "{m.get("from_name") or m.get("from")}": {first}')
 
 
+def _more(n: int) -> str:
+    return f"- … {n} more (mesh_peers, mesh_lock query, mesh_inbox)"
+
+
 def briefing(
     me: "dict[str, Any]",
     peers: "list[dict[str, Any]]",
@@ -86,12 +91,13 @@ def briefing(
         parts.append((f"Unread messages for you ({unread}):", [_message_line(m) for m in messages]))
     head = f'slm-mesh: you are "{me.get("name")}" in a mesh of the AI sessions on this machine.'
     budget = MAX_CHARS - len(head) - len(TOOLS_LINE) - 2
-    # Every part keeps its title; lines are given out in turn, so no part starves another.
+    # Every part keeps its title, and room for its "… N more" line should it need one;
+    # lines are given out in turn, so no part starves another.
     kept: list[list[str]] = [[] for _ in parts]
-    budget -= sum(len(title) + 1 for title, _ in parts)
+    budget -= sum(len(title) + 1 + len(_more(len(lines))) + 1 for title, lines in parts)
     for depth in range(max(len(lines) for _, lines in parts)):
         for i, (_, lines) in enumerate(parts):
-            if depth < len(lines) and len(lines[depth]) + 1 + 40 <= budget:
+            if depth < len(lines) and len(lines[depth]) + 1 <= budget:
                 kept[i].append(lines[depth])
                 budget -= len(lines[depth]) + 1
     out = [head]
@@ -99,8 +105,6 @@ def briefing(
         out.append(title)
         out.extend(shown)
         if len(shown) < len(lines):
-            out.append(
-                f"- … {len(lines) - len(shown)} more (mesh_peers, mesh_lock query, mesh_inbox)"
-            )
+            out.append(_more(len(lines) - len(shown)))
     out.append(TOOLS_LINE)
     return "\n".join(out)
