@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +67,81 @@ def test_a_tool_call_hands_over_what_arrived_during_a_long_turn(
     assert answer is not None
     assert answer["hookSpecificOutput"]["hookEventName"] == "PostToolUse"
     assert "stop: the build is red" in answer["hookSpecificOutput"]["additionalContext"]
+
+
+@contextlib.contextmanager
+def ack_racer(target: Path, path: Path, before_ack: Callable[[], None]) -> Iterator[Path]:
+    """A socket in front of the broker's at ``target`` that forwards both ways and runs
+    ``before_ack()`` just before it forwards a line that acks messages: another hook of
+    the same session (they run at once after parallel tool calls) marks them first."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(4)
+    threads: list[threading.Thread] = []
+    sockets: list[socket.socket] = [server]
+
+    def upstream(client: socket.socket, broker: socket.socket) -> None:
+        pending = b""
+        while chunk := client.recv(65536):
+            pending += chunk
+            while b"\n" in pending:
+                line, _, pending = pending.partition(b"\n")
+                if b'"message.ack"' in line:
+                    before_ack()
+                broker.sendall(line + b"\n")
+        broker.shutdown(socket.SHUT_WR)
+
+    def downstream(broker: socket.socket, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := broker.recv(65536):
+                client.sendall(chunk)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = server.accept()
+                broker = socket.socket(socket.AF_UNIX)
+                broker.connect(str(target))
+                sockets.extend([client, broker])
+                for run, args in ((upstream, (client, broker)), (downstream, (broker, client))):
+                    threads.append(threading.Thread(target=run, args=args, daemon=True))
+                    threads[-1].start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield path
+    finally:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in [acceptor, *threads]:
+            thread.join(10)
+
+
+def test_a_message_another_hook_of_the_session_handed_over_meanwhile_is_not_shown_again(
+    settings: Settings, agent: Agent, sender: LineClient, tmp_short: Path
+) -> None:
+    agent.output("SessionStart", source="startup")
+    first = sender.call("message.send", to="claude-code", body="first news")["ids"][0]
+    sender.call("message.send", to="claude-code", body="second news")
+    other_hook = LineClient(settings.socket_path)
+    other_hook.call("peer.attach", pid=agent.pid)
+
+    def the_other_hook_acks_first() -> None:
+        other_hook.call("message.ack", ids=[first])
+
+    try:
+        with ack_racer(settings.socket_path, tmp_short / "racer.sock", the_other_hook_acks_first):
+            agent.env_extra["SLM_MESH_SOCKET"] = str(tmp_short / "racer.sock")
+            text = context_of(agent.output("PostToolUse", tool_name="Read", tool_input={}))
+    finally:
+        other_hook.close()
+    assert "second news" in text
+    assert "first news" not in text  # the other hook showed it: once is enough
+    assert text.startswith("slm-mesh: 1 new message from other AI sessions")
+    assert unread(settings, agent) == 0
 
 
 def test_many_messages_are_bounded_and_the_rest_stay_unread(

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from slm_mesh.hooks.delivery import Shown
+
 USAGE = "usage: slm-mesh hook EVENT [--agent claude|codex|gemini|cursor|git]"
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 # How long the Stop hook waits for a message at most (an idle session, then it gives up).
@@ -177,15 +179,32 @@ def _inbox_call(mark_read: bool = False) -> "tuple[str, dict[str, Any]]":
     return "message.inbox", {"limit": PAGE, "max_chars": BODY_CHARS, "mark_read": mark_read}
 
 
+def _hand_over(
+    broker: Broker, answer: "dict[str, Any]", render: "Callable[[list[Any], int], Shown]"
+) -> str | None:
+    """The messages of ``answer`` (``message.inbox``'s or ``message.wait``'s, read without
+    marking them) as ``render`` shows them, each then marked read, one ``message.ack`` per
+    message in one batch. Only those this hook was the first to mark are shown: hooks of
+    one session run at once (after parallel tool calls), and each message is shown once."""
+    messages = answer.get("messages") or []
+    unread = int(answer.get("unread_left") or 0)
+    shown = render(messages, unread)
+    if shown.text is None or not shown.ids:
+        return shown.text
+    acks = broker.batch([("message.ack", {"ids": [i]}) for i in shown.ids], timeout_s())
+    mine = {i for i, got in zip(shown.ids, acks, strict=True) if _result(got).get("acked")}
+    if len(mine) == len(shown.ids):
+        return shown.text
+    taken = len(shown.ids) - len(mine)  # by another hook meanwhile: read, so not counted
+    return render([m for m in messages if m.get("id") in mine], unread - taken).text
+
+
 def _deliver(broker: Broker, inbox: "dict[str, Any]", fmt: Format, hook: Hook) -> Reply:
-    """New messages into the agent's context, then marked read (only those shown)."""
+    """New messages into the agent's context, marked read (see :func:`_hand_over`)."""
     from slm_mesh.hooks.delivery import turn_text
 
-    shown = turn_text(inbox.get("messages") or [], int(inbox.get("unread_left") or 0))
-    if shown.text is None:
-        return NOTHING
-    _result(broker.batch([("message.ack", {"ids": shown.ids})], timeout_s())[0])
-    return fmt.context(hook, shown.text)
+    text = _hand_over(broker, inbox, turn_text)
+    return NOTHING if text is None else fmt.context(hook, text)
 
 
 def _start(fmt: Format, hook: Hook) -> Reply:
@@ -271,11 +290,8 @@ def _stop_wait(fmt: Format, hook: Hook) -> Reply:
         answer = _result(got)
         if answer.get("reason") != "message":
             return NOTHING  # replaced by a newer Stop, the session ended, or idle too long
-        shown = wake_text(answer["messages"], int(answer.get("unread_left") or 0))
-        if shown.text is None:
-            return NOTHING
-        _result(broker.batch([("message.ack", {"ids": shown.ids})], timeout_s())[0])
-        return fmt.wake(hook, shown.text)
+        text = _hand_over(broker, answer, wake_text)
+        return NOTHING if text is None else fmt.wake(hook, text)
     finally:
         broker.close()
 
@@ -286,12 +302,8 @@ def _stop_check(fmt: Format, hook: Hook) -> Reply:
 
     broker, (_, inbox) = _calls(fmt, hook, [_inbox_call()])
     try:
-        answer = _result(inbox)
-        shown = wake_text(answer.get("messages") or [], int(answer.get("unread_left") or 0))
-        if shown.text is None:
-            return NOTHING
-        _result(broker.batch([("message.ack", {"ids": shown.ids})], timeout_s())[0])
-        return fmt.go_on(hook, shown.text)
+        text = _hand_over(broker, _result(inbox), wake_text)
+        return NOTHING if text is None else fmt.go_on(hook, text)
     finally:
         broker.close()
 
