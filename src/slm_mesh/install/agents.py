@@ -64,12 +64,6 @@ class JsonFile:
             return Change(self.path, before, None), done  # only ours was in it
         return Change(self.path, before, dump_json(after, before)), done
 
-    def installed(self) -> list[str]:
-        config = parse_json(self.path, read_text(self.path))
-        return has_hooks(config) or (
-            ["mcpServers"] if merge_server(config, None)[1] == "removed" else []
-        )
-
 
 def _hooks(ours: dict[str, list[dict[str, Any]]], extra: dict[str, Any] | None = None) -> Any:
     def transform(config: dict[str, Any], install: bool) -> tuple[dict[str, Any], str]:

@@ -97,7 +97,3 @@ class TomlFile:
         ):
             raise ConfigError(f"{self.path}: could not edit [mcp_servers.{SERVER_NAME}] safely")
         return Change(self.path, before, after if after or before is not None else None), done
-
-    def installed(self) -> list[str]:
-        present = parse(self.path, read_text(self.path)).get("mcp_servers", {}).get(SERVER_NAME)
-        return ["mcp_servers"] if is_our_server(present) else []
