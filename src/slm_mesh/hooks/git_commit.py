@@ -14,7 +14,7 @@ import posix
 
 from slm_mesh.hooks import process
 from slm_mesh.hooks.connection import Broker, CallError, timeout_s
-from slm_mesh.hooks.guard import holder, left
+from slm_mesh.hooks.guard import holder, left, relative
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,9 +46,7 @@ def check(staged: bytes, now: float) -> tuple[int, bytes]:
         if not live:
             continue
         h = live[0]
-        path = str(conflict.get("path"))
-        if path.startswith(cwd.rstrip("/") + "/"):
-            path = path[len(cwd.rstrip("/")) + 1 :]
+        path = relative(str(conflict.get("path")), cwd)
         line = f"  {path}: locked by {holder(h)} {left(h.get('expires_at'), now)}"
         if h.get("summary"):
             line += f', working on "{h["summary"]}"'

@@ -24,7 +24,8 @@ WARN = "warn"
 QUEUE_WAIT_S = 300
 
 
-def _shown(path: str, cwd: str | None) -> str:
+def relative(path: str, cwd: str | None) -> str:
+    """``path`` relative to ``cwd`` when it lies under it, as the agent names it."""
     if cwd and path.startswith(cwd.rstrip("/") + "/"):
         return path[len(cwd.rstrip("/")) + 1 :]
     return path
@@ -55,7 +56,7 @@ def decide(
     now = time.time() if now is None else now
     warnings = []
     for conflict in check.get("conflicts") or []:
-        path = _shown(str(conflict.get("path")), cwd)
+        path = relative(str(conflict.get("path")), cwd)
         holders = [h for h in conflict.get("holders") or [] if isinstance(h, dict)]
         live = [h for h in holders if h.get("live") and h.get("mode") == "exclusive"]
         if live:
@@ -81,7 +82,7 @@ def decide(
                 "(disconnected); edit with care, it may come back."
             )
     for edit in check.get("edits") or []:
-        path = _shown(str(edit.get("path")), cwd)
+        path = relative(str(edit.get("path")), cwd)
         warnings.append(
             f'slm-mesh: "{edit.get("name")}" edited {path} {ago(edit.get("at"), now)} without '
             f"a lock; check with mesh_send to={edit.get('name')} before changing the same "
