@@ -16,7 +16,7 @@ import pytest
 from slm_mesh.config import EXIT_CANT_START_CONFIG
 from slm_mesh.store import SchemaError
 from slm_mesh.store.postgresql import PostgresStore
-from slm_mesh.store.postgresql.connect import schema_name
+from slm_mesh.store.postgresql.connect import lock_key, schema_name
 from tests import pg
 from tests.multi.conftest import GRACE_S, LEASE_S, Mesh, Node
 from tests.wire import Gone, LineClient, broker_env
@@ -145,3 +145,39 @@ def test_a_schema_from_a_newer_slm_mesh_is_refused_with_advice(
     assert done.returncode == EXIT_CANT_START_CONFIG  # a restart would not cure it
     assert "newer than this slm-mesh" in done.stderr
     assert "upgrade slm-mesh" in done.stderr
+
+
+def test_a_call_answered_unavailable_at_its_deadline_still_has_its_effects(
+    pg_cluster: pg.Cluster, mesh: Mesh
+) -> None:
+    node = mesh.start("host-0")
+    rx = register(node, "rx", "/clones/rx")
+    tx = register(node, "tx", "/clones/tx")
+    rx.call("lock.acquire", path="src/auth.ts")
+    key = lock_key(schema_name(mesh.name))
+    with psycopg.connect(pg_cluster.url, autocommit=True) as blocker:
+        # Every write waits for the mesh's lock: the send can't finish within its deadline.
+        blocker.execute("SELECT pg_advisory_lock(%s)", (key,))
+        refused = tx.request("message.send", to="rx", body="late")
+        blocker.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        # The lock is free again: the send commits after all, and rx is pushed its message.
+        rx.sock.settimeout(15)
+        while (msg := rx.read()) is not None and msg.get("method") != "message":
+            pass
+        assert msg is not None and msg["params"]["body"] == "late", msg
+        assert refused["error"]["code"] == -32011
+
+        # A request queued after its caller was told -32011 does not stay in the queue.
+        wait_until(lambda: "result" in tx.request("peer.whoami"), 30, "the store back")
+        blocker.execute("SELECT pg_advisory_lock(%s)", (key,))
+        refused = tx.request("lock.acquire", path="src/auth.ts", wait=30)
+        blocker.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    assert refused["error"]["code"] == -32011
+
+    def waiters() -> list[int] | None:
+        answer = rx.request("lock.list")
+        return [lk["waiters"] for lk in answer["result"]["locks"]] if "result" in answer else None
+
+    wait_until(lambda: waiters() == [0], 30, "no waiter")
+    for client in (rx, tx):
+        client.close()

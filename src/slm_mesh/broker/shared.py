@@ -5,7 +5,9 @@ Rules:
    on the event loop, each within ``STORE_CALL_TIMEOUT_S``, in the order they were
    submitted (the calls of a batch, one connection's pipelined calls); the effects are
    drained in that thread and carried out on the loop. A caller that leaves meanwhile
-   does not abandon the entry: its effects are still carried out.
+   does not abandon the entry: its effects are still carried out; so are those of an
+   entry that ends after its caller was told -32011 at the timeout (it may have
+   committed: a lock request it queued leaves the queue, since nobody waits for it).
 2. Availability: a failed entry, a lease that could not be renewed or a lost ``LISTEN``
    connection make the store unavailable at once: calls fail with -32011 (``retry_after``)
    without touching the store, every connection is told (``mesh.store``), and a task
@@ -25,10 +27,12 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -62,6 +66,11 @@ class _Job:
         self.finished = trio.Event()
         self.ok = False
         self.value: Any = None
+        # Between the mesh's thread and the loop: what the entry did, once it ended, and
+        # whether its caller was told -32011 first (then the thread hands it over itself).
+        self.guard = threading.Lock()
+        self.outcome: tuple[bool, Any, list[Any]] | None = None
+        self.given_up = False
 
     def done(self, ok: bool, value: Any) -> None:
         self.ok, self.value = ok, value
@@ -171,27 +180,51 @@ class SharedStore:
     async def _run_jobs(self) -> None:
         """Run the submitted entries one at a time, in order (rule 1)."""
         mesh = self.broker.mesh
+        token = trio.lowlevel.current_trio_token()
         async for job in self._jobs_out:
 
-            def work(job: _Job = job) -> tuple[bool, Any, list[Any]]:
+            def work(job: _Job = job) -> None:
                 try:
-                    return True, job.fn(*job.args), mesh.drain()
+                    outcome = (True, job.fn(*job.args), mesh.drain())
                 except Exception as exc:
-                    return False, exc, mesh.drain()
+                    outcome = (False, exc, mesh.drain())
+                with job.guard:
+                    job.outcome = outcome
+                    late = job.given_up
+                if late:  # its caller was told -32011: only its effects are left to do
+                    with contextlib.suppress(trio.RunFinishedError):
+                        token.run_sync_soon(self._late, *outcome)
 
             with trio.move_on_after(STORE_CALL_TIMEOUT_S):
-                ok, value, effects = await trio.to_thread.run_sync(
-                    work, limiter=self.limiter, abandon_on_cancel=True
-                )
-                self.broker.apply(effects)
-                if not ok and isinstance(value, StoreUnreachable):
-                    self.lost(str(value))
-                    value = self._unavailable()
-                job.done(ok, value)
+                await trio.to_thread.run_sync(work, limiter=self.limiter, abandon_on_cancel=True)
+            with job.guard:
+                outcome = job.outcome
+                job.given_up = outcome is None
+            if outcome is None:
+                # Still running in its thread (the next entry waits for it: the limiter),
+                # or never started: what it does if it ends is carried out (_late).
+                self.lost(f"no answer within {STORE_CALL_TIMEOUT_S:g} s")
+                job.done(False, self._unavailable())
                 continue
-            # Still running in its thread: the next entry waits for it (the limiter).
-            self.lost(f"no answer within {STORE_CALL_TIMEOUT_S:g} s")
-            job.done(False, self._unavailable())
+            ok, value, effects = outcome
+            self.broker.apply(effects)
+            if not ok and isinstance(value, StoreUnreachable):
+                self.lost(str(value))
+                value = self._unavailable()
+            job.done(ok, value)
+
+    def _late(self, ok: bool, value: Any, effects: list[Any]) -> None:
+        """An entry ended after its caller was told -32011: carry out what it did (rule 1).
+        (Called by trio between tasks: nothing may escape it.)"""
+        try:
+            self.broker.apply(effects)
+            if ok and isinstance(value, Waiter) and value.lock is None:
+                # Queued with nobody waiting for it: out of the queue again.
+                what = "giving up a late wait"
+                cancel, now = self.broker.mesh.cancel_wait, self.broker.now()
+                self.broker.system.start_soon(self.entry, what, cancel, value, now)
+        except Exception:
+            log.exception("carrying out what a late entry did")
 
     def call(self, conn: Connection, name: str, params: dict[str, Any]) -> Awaitable[Any]:
         """One mesh call of a connection, queued now (so a batch's calls, and one
