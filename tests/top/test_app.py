@@ -8,6 +8,7 @@ while the suite's async tests run under trio.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,8 +22,10 @@ from textual.widgets import Static
 
 from slm_mesh.client.aio import MeshClient
 from slm_mesh.config import Settings
+from slm_mesh.protocol.errors import StoreUnavailable
 from slm_mesh.top.app import TopApp
 from slm_mesh.top.columns import GAP
+from tests import pg
 from tests.wire import PERSON, broker_env, broker_process, stop_process
 
 WAIT_S = 10.0
@@ -245,6 +248,40 @@ def test_the_broker_going_away_is_said_and_its_return_noticed(
                 await until(pilot, lambda: f"broker {again.pid}" in header(pilot), "the return")
 
     run(scenario)
+
+
+@pytest.mark.needs("postgresql")
+def test_the_slow_refresh_carries_on_after_the_shared_store_was_out_of_reach(
+    settings: Settings, own_cluster: pg.Cluster
+) -> None:
+    settings = dataclasses.replace(settings, store_url=own_cluster.url, mesh_name=pg.mesh_name())
+
+    def store_up(pilot: Pilot[int]) -> bool | None:
+        app = pilot.app
+        assert isinstance(app, TopApp)
+        status = app.view.status
+        return None if status is None else bool(status["store"]["available"])
+
+    async def scenario() -> None:
+        async with session(settings, "backend") as a, top(settings) as pilot:
+            await a.call("message.send", {"to": "backend", "body": "hi"})
+            await until(pilot, lambda: column(pilot, "peers", 4) == ["1"], "one unread")
+            own_cluster.stop("fast")
+            # A refresh saw the store gone (its peer.list was refused with -32011)...
+            await until(pilot, lambda: store_up(pilot) is False, "the store seen gone")
+            own_cluster.start()
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        await a.call("message.inbox", {"mark_read": True})
+                        break
+                    except StoreUnavailable:
+                        await pilot.pause(0.2)
+            # ... and the refreshes go on: the unread count going down shows.
+            await until(pilot, lambda: column(pilot, "peers", 4) == [""], "the message read")
+
+    with broker_process(settings):
+        run(scenario)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])

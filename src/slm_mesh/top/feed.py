@@ -32,7 +32,7 @@ import anyio
 from slm_mesh.client.address import BrokerUnreachable
 from slm_mesh.client.aio import ConnectionLost, MeshClient
 from slm_mesh.config import VERSION, Settings
-from slm_mesh.protocol.errors import InvalidParams, MeshError, MethodNotFound
+from slm_mesh.protocol.errors import InvalidParams, MeshError, MethodNotFound, StoreUnavailable
 from slm_mesh.top.model import MeshView
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,9 @@ class Feed:
         self.view.set_locks(locks["locks"])
 
     async def _refresh(self, client: MeshClient) -> None:
-        """Rule 3. A call that fails here means the connection is going: the stream of
-        notifications ends too, and :meth:`_follow` says why."""
+        """Rule 3. A call that fails here means the connection is going (the stream of
+        notifications ends too, and :meth:`_follow` says why), but for a shared store out
+        of reach (-32011): the next round tries again."""
         while True:
             with anyio.move_on_after(REFRESH_S):
                 await self._peers_wanted.wait()
@@ -161,6 +162,8 @@ class Feed:
                 status = await client.call("mesh.status")
                 self.view.set_status(status, at=anyio.current_time())
                 await self._snapshot(client)
+            except StoreUnavailable as exc:
+                log.debug("refresh postponed: %s", exc)
             except (ConnectionLost, MeshError) as exc:
                 log.debug("refresh failed: %s", exc)
                 return
