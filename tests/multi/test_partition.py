@@ -123,6 +123,8 @@ def test_a_broker_cut_off_stops_at_once_and_the_others_end_its_sessions_after_th
         main = mesh.start("mainland", url=tcp_cluster.url)
         a = register(island, "a", "/clones/a")
         a.call("lock.acquire", path="src/auth.ts")
+        hooks = island.client()  # a session tied to a process (an agent with hooks only)
+        hooks.call("peer.register", name="h", cwd="/clones/h", pid=os.getpid(), lifetime="process")
         b = register(main, "b", "/clones/b")
         watcher = main.client()
 
@@ -140,6 +142,7 @@ def test_a_broker_cut_off_stops_at_once_and_the_others_end_its_sessions_after_th
         back = notes_until(a, "mesh.store", timeout=30)[-1]["params"]
         assert back["available"] is True
         wait_until(lambda: peer_status(watcher, "a") == "active", 10, "a back")
+        wait_until(lambda: peer_status(watcher, "h") == "active", 10, "h back")
         assert a.call("peer.whoami")["name"] == "a"
         assert [lk["holder"] for lk in b.call("lock.list")["locks"]] == ["a"]
 
@@ -159,5 +162,5 @@ def test_a_broker_cut_off_stops_at_once_and_the_others_end_its_sessions_after_th
         assert ended[-1]["params"]["reason"] == "ended"
         assert ended[-1]["params"]["cause"] == "grace_expired"
         assert a.request("lock.list")["result"]["locks"][0]["holder"] == "b"
-        for client in (a, b, watcher):
+        for client in (a, b, watcher, hooks):
             client.close()

@@ -9,8 +9,9 @@ Rules:
    past their TTL end, whichever broker noticed first. A broker's own timers do the same
    on time; the sweep is for what a broker that died left behind.
 3. When a broker gets its link to the store back (its lease may have lapsed meanwhile), it
-   takes back the sessions its connections still carry if they are only away, and lets go
-   of those that are gone: their connections are detached, and their clients told.
+   takes back the sessions its connections still carry, or that are tied to a process it
+   still watches, if they are only away, and lets go of those that are gone: their
+   connections are detached, and their clients told.
 4. Another broker's event may concern this one: a message to a peer one of its
    connections carries, or to its person while connections follow it, is pushed there;
    a lock that ended, a peer that left or a request that left the queue may let one of
@@ -59,7 +60,8 @@ class Brokers:
         """Rule 3, after the link to the store came back. Returns the peers this broker
         carried that are gone (their connections are detached)."""
         gone: list[str] = []
-        for peer_id in list(self.sessions.conn_of):
+        # Those a connection carries, and those tied to a process this broker watches.
+        for peer_id in [*self.sessions.conn_of, *self.sessions.tied]:
             row = self.store.get_peer(peer_id)
             if row is None or row["state"] == "gone":
                 gone.append(peer_id)
