@@ -164,3 +164,28 @@ def test_a_broker_cut_off_stops_at_once_and_the_others_end_its_sessions_after_th
         assert a.request("lock.list")["result"]["locks"][0]["holder"] == "b"
         for client in (a, b, watcher, hooks):
             client.close()
+
+
+def test_a_session_resumed_elsewhere_while_its_broker_was_cut_off_stays_there(
+    netns: Netns, tcp_cluster: pg.Cluster, mesh: Mesh
+) -> None:
+    with broker_in(netns, mesh, "island", tcp_cluster.tcp_url()) as island:
+        main = mesh.start("mainland", url=tcp_cluster.url)
+        a = island.client()
+        token = a.call("peer.register", name="a", cwd="/clones/a")["resume_token"]
+        watcher = main.client()
+        netns.cut()
+        wait_until(lambda: peer_status(watcher, "a") == "away", LEASE_S * 4, "a away")
+        moved = main.client()
+        assert moved.call("peer.register", name="a", cwd="/clones/a", resume=token)["resumed"]
+        netns.mend()
+        told = notes_until(a, "peer.detached", timeout=30)[-1]["params"]
+        assert told["reason"] == "resumed"
+        # The island's connection only reads now; the session stays on the mainland.
+        assert a.request("message.send", to="a", body="x")["error"]["code"] == -32001
+        wait_until(lambda: "result" in a.request("peer.list"), 10, "the island back")
+        [peer] = [p for p in watcher.call("peer.list")["peers"] if p["name"] == "a"]
+        assert (peer["host"], peer["status"]) == ("mainland", "active")
+        assert moved.call("peer.whoami")["name"] == "a"
+        for client in (a, moved, watcher):
+            client.close()

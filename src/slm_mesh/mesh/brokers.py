@@ -10,8 +10,9 @@ Rules:
    on time; the sweep is for what a broker that died left behind.
 3. When a broker gets its link to the store back (its lease may have lapsed meanwhile), it
    takes back the sessions its connections still carry, or that are tied to a process it
-   still watches, if they are only away, and lets go of those that are gone: their
-   connections are detached, and their clients told.
+   still watches, if they are only away, and lets go of those that are gone or that
+   another broker resumed meanwhile: their connections are detached, and their clients
+   told.
 4. Another broker's event may concern this one: a message to a peer one of its
    connections carries, or to its person while connections follow it, is pushed there;
    a lock that ended, a peer that left or a request that left the queue may let one of
@@ -67,7 +68,11 @@ class Brokers:
                 gone.append(peer_id)
                 # (Only another broker's sweep ends a session this one carries.)
                 self.sessions.drop(peer_id, cause="grace_expired")
-            elif row["state"] != "live" or not self.sessions.mine(row):
+            elif not self.sessions.mine(row):
+                # Resumed on another broker meanwhile: that one carries it now (its event
+                # may have come while the store was out of reach, and been passed over).
+                self.sessions.drop(peer_id, reason="resumed")
+            elif row["state"] != "live":
                 self.sessions.take_back(row, now)
         for row in self.store.peers_in(("live",)):
             if self.sessions.mine(row) and not self.sessions.is_live(row["id"]):
