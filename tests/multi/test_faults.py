@@ -181,3 +181,28 @@ def test_a_call_answered_unavailable_at_its_deadline_still_has_its_effects(
     wait_until(lambda: waiters() == [0], 30, "no waiter")
     for client in (rx, tx):
         client.close()
+
+
+def test_a_schema_made_newer_while_a_broker_runs_is_refused_with_advice_on_reconnect(
+    pg_cluster: pg.Cluster, mesh: Mesh
+) -> None:
+    node = mesh.start("host-0")
+    client = register(node, "a", "/clones/a")
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {schema_name(mesh.name)}.meta SET value = '999' WHERE key = 'schema_version'"
+        )
+        # The broker's link breaks (as in a server restart): it reconnects and reads the meta.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'slm-mesh' AND pid <> pg_backend_pid()"
+        )
+
+    def refused_with_advice() -> bool:
+        error = client.request("state.set", namespace="n", key="k", value=1).get("error")
+        return error is not None and "upgrade slm-mesh" in error["message"]
+
+    wait_until(refused_with_advice, 15, "calls refused with the advice")
+    assert client.request("state.set", namespace="n", key="k", value=1)["error"]["code"] == -32011
+    assert node.proc.poll() is None  # still there for its agents, saying what to do
+    client.close()

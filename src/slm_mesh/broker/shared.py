@@ -12,7 +12,9 @@ Rules:
    connection make the store unavailable at once: calls fail with -32011 (``retry_after``)
    without touching the store, every connection is told (``mesh.store``), and a task
    reconnects with backoff. Once back, the broker renews its lease, takes back its
-   sessions (:meth:`Mesh.rejoin`), catches up on the events it missed and says so.
+   sessions (:meth:`Mesh.rejoin`), catches up on the events it missed and says so. A
+   schema a newer slm-mesh migrated meanwhile keeps it unavailable, the reason saying
+   what to do.
 3. Lease: renewed every third of ``lease_s`` on a connection of its own, and held until
    ``lease_s`` after the start of the last renewal that succeeded: past that the broker
    answers nothing that needs the store, since the others may have taken its sessions
@@ -42,7 +44,7 @@ import trio
 from slm_mesh.mesh import Deliver, Waiter
 from slm_mesh.mesh.message_views import message_view
 from slm_mesh.protocol.errors import StoreUnavailable
-from slm_mesh.store.errors import StoreUnreachable
+from slm_mesh.store.errors import SchemaError, StoreUnreachable
 from slm_mesh.store.postgresql import PostgresStore
 from slm_mesh.store.postgresql.liveness import Lease, Listener
 from slm_mesh.store.urls import redact
@@ -341,6 +343,13 @@ class SharedStore:
                 except (StoreUnreachable, StoreUnavailable, trio.TooSlowError) as exc:
                     self.available = False
                     log.info("reconnecting to the shared store: %s", exc)
+                except SchemaError as exc:
+                    # A newer slm-mesh migrated the mesh meanwhile: say what to do to every
+                    # caller (-32011), and look again now and then (it may be put back).
+                    self.available = False
+                    if self.reason != str(exc):
+                        log.error("%s", exc)
+                    self.reason = str(exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
         finally:
