@@ -211,6 +211,25 @@ async def test_lone_surrogate_in_a_string_is_invalid_params(settings: Settings) 
         await still_works(c)
 
 
+async def test_a_nul_character_in_a_string_is_invalid_params_on_every_store(
+    settings: Settings,
+) -> None:
+    # (PostgreSQL's text can't hold one: it was -32603 there, and stored by SQLite.)
+    async with in_process_broker(settings) as b:
+        c = await b.connect()
+        await c.register("a")
+        for method, params in (
+            ("state.set", {"key": "k\x00", "value": 1}),
+            ("message.send", {"to": "a", "body": "x\x00y"}),
+            ("peer.update", {"summary": "s\x00"}),
+            ("lock.acquire", {"path": "src/\x00a"}),
+        ):
+            answer = await c.request(method, params)
+            assert answer["error"]["code"] == errors.INVALID_PARAMS, (method, answer)
+            assert "NUL" in answer["error"]["message"]
+        await still_works(c)
+
+
 async def test_rpc_discover_lists_every_method_the_dispatcher_accepts(settings: Settings) -> None:
     async with in_process_broker(settings) as b:
         c = await b.connect()

@@ -93,6 +93,8 @@ def _check_string(name: str, value: str, max_chars: int | None) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidParams(name, "contains a lone surrogate (not valid Unicode)") from None
+    if "\x00" in value:  # (PostgreSQL's text can't hold it: one rule for every store)
+        raise InvalidParams(name, "contains a NUL character (\\u0000)")
     if max_chars is not None and len(value) > max_chars:
         raise TooLarge(name, max_chars, "characters")
 
