@@ -46,7 +46,8 @@ class Mesh:
     def settings(self, host: str, **overrides: object) -> Settings:
         (self.root / host).mkdir(exist_ok=True)
         base = make_settings(self.root / host, store_url=self.url, mesh_name=self.name)
-        return replace(base, host=host, lease_s=LEASE_S, grace_s=GRACE_S, **overrides)  # type: ignore[arg-type]
+        fields = {"host": host, "lease_s": LEASE_S, "grace_s": GRACE_S, **overrides}
+        return replace(base, **fields)  # type: ignore[arg-type]
 
     def start(self, host: str, url: str | None = None, **env: str) -> Node:
         """A broker for ``host``, running until the test ends (or it is stopped)."""

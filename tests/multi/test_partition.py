@@ -27,7 +27,14 @@ import pytest
 from tests import outside, pg
 from tests.multi.conftest import GRACE_S, LEASE_S, SWEEP_S, Mesh, Node
 from tests.multi.test_faults import peer_status, register, wait_until
-from tests.wire import Gone, LineClient, broker_env, stop_process, wait_for_socket
+from tests.wire import (
+    Gone,
+    LineClient,
+    broker_env,
+    broker_process,
+    stop_process,
+    wait_for_socket,
+)
 
 
 @dataclass
@@ -81,9 +88,9 @@ def tcp_cluster(netns: Netns) -> Iterator[pg.Cluster]:
 
 
 @contextlib.contextmanager
-def broker_in(netns: Netns, mesh: Mesh, host: str, url: str) -> Iterator[Node]:
+def broker_in(netns: Netns, mesh: Mesh, host: str, url: str, **overrides: float) -> Iterator[Node]:
     """A broker process inside the namespace (its Unix socket is reachable from here)."""
-    settings = replace(mesh.settings(host), store_url=url)
+    settings = replace(mesh.settings(host, **overrides), store_url=url)
     log = open(settings.data_dir.parent / "broker.log", "ab")  # noqa: SIM115
     env = broker_env(settings, SLM_MESH_SWEEP_S=str(SWEEP_S))
     proc = subprocess.Popen(
@@ -188,4 +195,33 @@ def test_a_session_resumed_elsewhere_while_its_broker_was_cut_off_stays_there(
         assert (peer["host"], peer["status"]) == ("mainland", "active")
         assert moved.call("peer.whoami")["name"] == "a"
         for client in (a, moved, watcher):
+            client.close()
+
+
+def test_a_lock_request_queued_through_a_cut_is_granted_after_it(
+    netns: Netns, tcp_cluster: pg.Cluster, mesh: Mesh
+) -> None:
+    grace = 10.0  # the island's sessions outlive the cut, however slowly it reconnects
+    with broker_in(netns, mesh, "island", tcp_cluster.tcp_url(), grace_s=grace) as island:
+        settings = replace(mesh.settings("mainland", grace_s=grace), store_url=tcp_cluster.url)
+        proc = mesh.stack.enter_context(broker_process(settings, SLM_MESH_SWEEP_S=str(SWEEP_S)))
+        main = Node(settings, proc)
+        a = register(island, "a", "/clones/a")
+        b = register(main, "b", "/clones/b")
+        b.call("lock.acquire", path="src/b.ts")
+        a.send("lock.acquire", path="src/b.ts", wait=60)  # queued behind b, across brokers
+
+        def waiters() -> list[int]:
+            return [lk["waiters"] for lk in b.call("lock.list")["locks"]]
+
+        wait_until(lambda: waiters() == [1], 10, "a's request queued")
+        netns.cut()
+        wait_until(lambda: peer_status(b, "a") == "away", LEASE_S * 4, "a away")
+        assert waiters() == [0]  # taken out of the queue with the island's lease
+        netns.mend()
+        wait_until(lambda: peer_status(b, "a") == "active", 20, "a back")
+        b.call("lock.release", path="src/b.ts")
+        a.sock.settimeout(10)
+        assert a.answer()["result"]["granted"] is True  # queued again, and its turn came
+        for client in (a, b):
             client.close()

@@ -12,7 +12,7 @@ Rules:
    takes back the sessions its connections still carry, or that are tied to a process it
    still watches, if they are only away, and lets go of those that are gone or that
    another broker resumed meanwhile: their connections are detached, and their clients
-   told.
+   told. Its lock requests that the others took out of the queue (rule 1) queue again.
 4. Another broker's event may concern this one: a message to a peer one of its
    connections carries, or to its person while connections follow it, is pushed there;
    a lock that ended, a peer that left or a request that left the queue may let one of
@@ -79,6 +79,7 @@ class Brokers:
                 # Dropped while the store was out of reach: away from now on.
                 self.sessions.record_away(row["id"], now)
                 self.ctx.effects.append(ArmTimer("grace", row["id"], now + self.ctx.grace_s))
+        self.locks.requeue(self.sessions.is_live, now)
         self.locks.grant_waiters(now)
         return gone
 

@@ -37,6 +37,8 @@ from slm_mesh.protocol.errors import InvalidParams, LockConflict
 from slm_mesh.store import Row
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from slm_mesh.mesh.sessions import Sessions
 
 Key = tuple[str, str]  # (path, peer_id)
@@ -202,20 +204,36 @@ class Locks:
             return {"granted": True, "lock": lock}
         if params["wait"] > 0:
             waiter = Waiter(peer_id, path, mode, ttl, params.get("reason"), where=where)
-            waiter.id = self.store.add_waiter(
-                {
-                    **where,
-                    "peer_id": peer_id,
-                    "mode": mode,
-                    "ttl": ttl,
-                    "reason": waiter.reason,
-                    "broker_id": self.ctx.broker_id,
-                    "queued_at": now,
-                }
-            )
-            self.mine[waiter.id] = waiter
+            self._enqueue(waiter, now)
             return waiter
         raise self._conflict(path, holders, queued, now)
+
+    def _enqueue(self, waiter: Waiter, now: float) -> None:
+        """Put ``waiter`` at the end of the store's queue, as this broker's."""
+        waiter.id = self.store.add_waiter(
+            {
+                **waiter.where,
+                "peer_id": waiter.peer_id,
+                "mode": waiter.mode,
+                "ttl": waiter.ttl,
+                "reason": waiter.reason,
+                "broker_id": self.ctx.broker_id,
+                "queued_at": now,
+            }
+        )
+        self.mine[waiter.id] = waiter
+
+    def requeue(self, carried: Callable[[str], bool], now: float) -> None:
+        """This broker's waiters that another broker took out of the queue while our lease
+        had lapsed (mesh/brokers.py): back in it, at its end, while this broker still
+        carries their session; the others are let go (their callers' waits run out)."""
+        queued = {row["id"] for row in self.store.waiters()}
+        for waiter in self.waiters:
+            if waiter.id in queued:
+                continue
+            del self.mine[waiter.id]
+            if carried(waiter.peer_id):
+                self._enqueue(waiter, now)
 
     def conflict_for(self, waiter: Waiter, now: float) -> LockConflict:
         """The error for a waiter whose wait ran out."""
