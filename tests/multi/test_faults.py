@@ -206,3 +206,31 @@ def test_a_schema_made_newer_while_a_broker_runs_is_refused_with_advice_on_recon
     assert client.request("state.set", namespace="n", key="k", value=1)["error"]["code"] == -32011
     assert node.proc.poll() is None  # still there for its agents, saying what to do
     client.close()
+
+
+def test_what_another_broker_did_while_this_one_could_not_use_the_store_is_done_once_back(
+    pg_cluster: pg.Cluster, nodes: Callable[[int], list[Node]]
+) -> None:
+    near, far = nodes(2)
+    a = register(near, "a", "/clones/a")
+    b = register(far, "b", "/clones/b")
+    near_id = (near.settings.data_dir / "broker.id").read_text().strip()
+    schema = schema_name(near.settings.mesh_name)
+    with psycopg.connect(pg_cluster.url) as blocker:
+        # Near's lease can't be renewed (its row is locked): near can't use the store,
+        # though it still hears the others.
+        blocker.execute(f"SELECT 1 FROM {schema}.brokers WHERE id = %s FOR UPDATE", (near_id,))
+        a.sock.settimeout(LEASE_S * 3)
+        while (note := a.read()) is not None and note.get("method") != "mesh.store":
+            pass
+        assert note is not None and note["params"]["available"] is False
+        # Too long for its notification to carry it: near would read it from the store.
+        body = "x" * 7_500
+        b.call("message.send", to="a", body=body)
+        blocker.rollback()
+    a.sock.settimeout(15)
+    while (msg := a.read()) is not None and msg.get("method") != "message":
+        pass
+    assert msg is not None and msg["params"]["body"] == body
+    for client in (a, b):
+        client.close()

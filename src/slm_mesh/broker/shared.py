@@ -24,7 +24,7 @@ Rules:
    a rolled-back transaction used) is filled from the store.
 5. Another broker's event that concerns this one (a message to a peer it carries, a lock
    that ended while it has callers queued, ...) goes to :meth:`Mesh.remote_event`, in
-   order, from one task.
+   order, from one task; one heard while the store can't be used, once it is back.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class SharedStore:
         self._catching_up = False
         self._reconnecting = False
         self._remote_in, self._remote_out = trio.open_memory_channel[Any](math.inf)
+        self._postponed: list[Any] = []  # heard while the store could not be used (rule 5)
         self._jobs_in, self._jobs_out = trio.open_memory_channel[_Job](math.inf)
 
     # -- availability ----------------------------------------------------------------------
@@ -360,6 +361,8 @@ class SharedStore:
         if gone:
             log.warning("sessions gone while the store was out of reach: %s", ", ".join(gone))
         await self._catch_up()
+        if self._postponed:
+            self._remote_in.send_nowait(None)  # (a look at the lock queue, harmless)
 
     # -- hearing the others (rules 4, 5) -------------------------------------------------
 
@@ -486,14 +489,16 @@ class SharedStore:
     async def _remote_worker(self) -> None:
         mesh = self.broker.mesh
         async for first in self._remote_out:
-            batch = [first]
+            batch, self._postponed = [*self._postponed, first], []
             while True:
                 try:
                     batch.append(self._remote_out.receive_nowait())
                 except trio.WouldBlock:
                     break
             if not self.usable():
-                continue  # caught up from the store once back
+                # Handed on already (the cursor is past them): done once back (_rejoin).
+                self._postponed = batch
+                continue
 
             def handle(items: list[Any], now: float) -> None:
                 for item in items:
