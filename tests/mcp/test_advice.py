@@ -71,3 +71,12 @@ def test_the_shared_store_out_of_reach_says_nothing_was_done_and_when_to_retry()
         "so nothing was done; retry in 2 s. Locks you hold stay yours unless it stays out "
         "of reach past the grace period."
     )
+
+
+def test_a_call_the_shared_store_did_not_answer_in_time_may_have_been_done() -> None:
+    error = errors.StoreUnavailable(
+        "store unavailable: no answer within 4 s (...)", {"retry_after": 1.0, "maybe_done": True}
+    )
+    said = advice.for_error(error)
+    assert "may or may not have been done" in said
+    assert "nothing was done" not in said

@@ -166,6 +166,7 @@ def test_a_call_answered_unavailable_at_its_deadline_still_has_its_effects(
             pass
         assert msg is not None and msg["params"]["body"] == "late", msg
         assert refused["error"]["code"] == -32011
+        assert refused["error"]["data"]["maybe_done"] is True  # and it was done
 
         # A request queued after its caller was told -32011 does not stay in the queue.
         wait_until(lambda: "result" in tx.request("peer.whoami"), 30, "the store back")

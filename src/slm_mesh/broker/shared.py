@@ -6,8 +6,9 @@ Rules:
    submitted (the calls of a batch, one connection's pipelined calls); the effects are
    drained in that thread and carried out on the loop. A caller that leaves meanwhile
    does not abandon the entry: its effects are still carried out; so are those of an
-   entry that ends after its caller was told -32011 at the timeout (it may have
-   committed: a lock request it queued leaves the queue, since nobody waits for it).
+   entry that ends after its caller was told -32011 at the timeout (that answer says
+   ``maybe_done``: it may have committed; a lock request it queued leaves the queue,
+   since nobody waits for it).
 2. Availability: a failed entry, a lease that could not be renewed or a lost ``LISTEN``
    connection make the store unavailable at once: calls fail with -32011 (``retry_after``)
    without touching the store, every connection is told (``mesh.store``), and a task
@@ -121,11 +122,16 @@ class SharedStore:
         if not self.usable():
             raise self._unavailable()
 
-    def _unavailable(self) -> StoreUnavailable:
+    def _unavailable(self, *, maybe_done: bool = False) -> StoreUnavailable:
+        """-32011; with ``maybe_done``, for a call still running at its deadline, which
+        may yet be done (rule 1): ``data.maybe_done`` says so, as the message does."""
         retry = self.retry_after()
-        return StoreUnavailable(
-            f"store unavailable: {self.reason}; retry in {retry:g} s", {"retry_after": retry}
-        )
+        data: dict[str, Any] = {"retry_after": retry}
+        what = f"store unavailable: {self.reason}"
+        if maybe_done:
+            data["maybe_done"] = True
+            what += " (this call may still be done once the store answers: check first)"
+        return StoreUnavailable(f"{what}; retry in {retry:g} s", data)
 
     def lost(self, why: str) -> None:
         """The store can't be used: refuse, tell everyone, reconnect (rule 2)."""
@@ -207,7 +213,7 @@ class SharedStore:
                 # Still running in its thread (the next entry waits for it: the limiter),
                 # or never started: what it does if it ends is carried out (_late).
                 self.lost(f"no answer within {STORE_CALL_TIMEOUT_S:g} s")
-                job.done(False, self._unavailable())
+                job.done(False, self._unavailable(maybe_done=True))
                 continue
             ok, value, effects = outcome
             self.broker.apply(effects)

@@ -50,7 +50,8 @@ ERROR_WHEN: dict[int, str] = {
     errors.SHUTTING_DOWN: "the broker is stopping",
     errors.UNAUTHORIZED: "TCP without a valid token, or another user's connection",
     errors.STORE_UNAVAILABLE: "the shared store (PostgreSQL) can't be reached: nothing was "
-    "done; retry after ``data.retry_after`` seconds",
+    "done, unless ``data.maybe_done`` is true (no answer within the call's deadline: it may "
+    "still be done, check before doing it again); retry after ``data.retry_after`` seconds",
 }
 
 

@@ -34,6 +34,12 @@ def for_error(error: errors.MeshError, cwd: str | None = None) -> str:
         return f"too many calls; retry in {data.get('retry_after', 1)} s."
     if isinstance(error, errors.InvalidParams):
         return error.message.removeprefix("invalid params: ")
+    if isinstance(error, errors.StoreUnavailable) and data.get("maybe_done"):
+        return (
+            "the mesh's shared store (PostgreSQL) did not answer this machine's broker in "
+            "time, so this may or may not have been done: check (mesh_state get, mesh_lock query, "
+            f"mesh_events) before doing it again; retry in {data.get('retry_after', 1):g} s."
+        )
     if isinstance(error, errors.StoreUnavailable):
         return (
             "the mesh's shared store (PostgreSQL) can't be reached from this machine's "

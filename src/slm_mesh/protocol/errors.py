@@ -132,8 +132,9 @@ class Unauthorized(MeshError):
 
 
 class StoreUnavailable(MeshError):
-    """The shared store (PostgreSQL mode) can't be reached: nothing was done;
-    ``data.retry_after`` says when trying again makes sense (seconds)."""
+    """The shared store (PostgreSQL mode) can't be reached: nothing was done, unless
+    ``data.maybe_done`` (the store did not answer within the call's deadline: the call
+    may still be done); ``data.retry_after`` says when trying again makes sense (seconds)."""
 
     code = STORE_UNAVAILABLE
 
