@@ -108,7 +108,12 @@ def spawn(settings: Settings) -> Iterator[Any]:
     settings.data_dir.mkdir(mode=0o700, exist_ok=True)
     log = open(settings.data_dir.parent / "sessions.log", "ab")  # noqa: SIM115
 
-    def start(cwd: Path | None = None, argv: list[str] | None = None, **env: str) -> Session:
+    def start(
+        cwd: Path | None = None,
+        argv: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+        **env: str,
+    ) -> Session:
         proc = subprocess.Popen(
             argv or LAUNCHER,
             stdin=subprocess.PIPE,
@@ -116,6 +121,7 @@ def spawn(settings: Settings) -> Iterator[Any]:
             stderr=log,
             env=broker_env(settings, **env),
             cwd=cwd,
+            pass_fds=pass_fds,
         )
         started.append(proc)
         return Session(proc)

@@ -44,6 +44,34 @@ def test_the_forked_server_answers_like_the_in_process_one(settings: Settings, s
     assert maps_library(server, SERVER_ONLY_LIBRARY)
 
 
+def open_files(pid: int) -> list[str]:
+    """What each fd of ``pid`` above 2 is (``pipe:[ino]``, ``anon_inode:[eventpoll]``...)."""
+    fds = Path(f"/proc/{pid}/fd")
+    return [os.readlink(fd) for fd in fds.iterdir() if int(fd.name) > 2]
+
+
+def test_sessions_and_the_warm_process_hold_no_fd_of_the_launcher_or_of_each_other(
+    settings: Settings, spawn: Any
+) -> None:
+    read_end, write_end = os.pipe()  # a pipe the agent leaks to its MCP server, not CLOEXEC
+    leaked = os.readlink(f"/proc/self/fd/{write_end}")
+    try:
+        s: Session = spawn(pass_fds=(write_end,))
+        s.initialize()
+        s.tool("mesh_status")  # the server runs: initialize alone may be the launcher's answer
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+    [server] = session_pids(settings.data_dir)
+    warm = int(proc_stat(server)[1])
+    # The warm process outlives the launcher that started it (10 min): were it to hold
+    # the agent's pipe, whoever reads that pipe would wait for EOF all that while.
+    assert leaked not in open_files(warm)
+    assert leaked not in open_files(server)
+    # The warm process's selector stays with it: the server's one epoll is trio's.
+    assert open_files(server).count("anon_inode:[eventpoll]") == 1
+
+
 def test_the_server_gets_the_callers_cwd_and_git_root(
     settings: Settings, spawn: Any, tmp_short: Path
 ) -> None:

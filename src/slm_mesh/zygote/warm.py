@@ -194,6 +194,7 @@ class WarmProcess:
                 child.conn.close()
             listener.close()
             conn.close()
+            self.sel.close()  # the epoll fd: the server's loop has its own
             for fd in self.own_fds:
                 os.close(fd)
             self.release_lock()
