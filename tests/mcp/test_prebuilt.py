@@ -71,6 +71,10 @@ async def test_a_server_process_writes_exactly_the_prebuilt_lines(settings: Sett
                 await client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
                 await client.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
                 assert await read_line(client) == line_of(prebuilt.TOOLS_LIST, version, 1)
+                # "params": {} is answered by the launcher too (slm_mesh.zygote.early).
+                tools_list = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+                await client.send(tools_list)
+                assert await read_line(client) == line_of(prebuilt.TOOLS_LIST, version, 2)
         finally:
             with trio.CancelScope(shield=True):
                 await stop_pid(process.pid)
