@@ -115,17 +115,30 @@ def connect_or_start(
         os.close(fd)
 
 
-TERMINAL_HINT = (
-    "slm-mesh mcp: this is an MCP server speaking JSON-RPC on stdin/stdout, for an agent to "
-    "start: configure one with `claude mcp add --scope user slm-mesh -- slm-mesh mcp` (or "
-    '{"mcpServers": {"slm-mesh": {"command": "slm-mesh", "args": ["mcp"]}}}); from the '
-    "shell use `slm-mesh --help`. Ctrl-D quits.\n"
-)
+def terminal_hint(argv0: str) -> str:
+    """What ``slm-mesh mcp`` says when a person runs it on a terminal. The command it
+    suggests is this one's absolute path when it was run as ``slm-mesh``: after the
+    README's set-up (a venv) ``slm-mesh`` is not on an agent's PATH."""
+    # On a terminal only: these imports (re...) cost an agent's start nothing.
+    import json
+    import shlex
+
+    path = "slm-mesh"
+    if os.path.basename(argv0) == "slm-mesh":
+        path = os.path.abspath(argv0)
+    command = shlex.quote(path)
+    config = json.dumps({"mcpServers": {"slm-mesh": {"command": path, "args": ["mcp"]}}})
+    return (
+        "slm-mesh mcp: this is an MCP server speaking JSON-RPC on stdin/stdout, for an agent "
+        f"to start: configure one with `{command} install claude` (the server and its hooks), "
+        f"`claude mcp add --scope user slm-mesh -- {command} mcp` or {config}; from the "
+        f"shell use `{command} --help`. Ctrl-D quits.\n"
+    )
 
 
 def launch() -> int:
     if os.isatty(0):  # a person ran it by hand: say what it is rather than wait silently
-        os.write(2, TERMINAL_HINT.encode())
+        os.write(2, terminal_hint(sys.argv[0]).encode())
     if os.environ.get("SLM_MESH_NO_ZYGOTE") not in (None, "", "0"):
         return run_in_process()
     data_dir = locations.data_dir()
