@@ -3,6 +3,7 @@ answers, cancellable by the peer, answered CONNECTION_CLOSED at shutdown."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -304,3 +305,40 @@ async def test_a_version_it_does_not_build_goes_through_the_sdks_surface(
     assert seen == ["2025-06-18"]
     [answer] = out.eager.lines
     assert answer["result"]["structuredContent"] == {"name": "mesh_status"}
+
+
+class LaterTools(Tools):
+    """Every call untasked, its answer (an awaitable: the unread count to ask for first)
+    handed over when the test says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: list[Any] = []
+
+    def start(self, name: str, arguments: dict[str, Any] | None, done: Any) -> bool:
+        self.done.append(done)
+        return True
+
+
+@pytest.mark.parametrize("how", ["cancelled by the peer", "abandoned at shutdown"])
+async def test_an_answer_to_await_that_nobody_wants_is_closed_not_left_unawaited(
+    how: str,
+) -> None:
+    async def later() -> ToolResult:
+        raise AssertionError("nobody awaits it")  # pragma: no cover
+
+    async with trio.open_nursery() as nursery:
+        fast, box, out = fast_calls(nursery)
+        box.tools = tools = LaterTools()
+        assert fast.intercept(line(call(5)))
+        if how == "abandoned at shutdown":
+            fast.abandon()
+        else:
+            cancel = {"method": "notifications/cancelled", "params": {"requestId": 5}}
+            assert not fast.intercept(line({"jsonrpc": "2.0", **cancel}))
+        answer = later()
+        [done] = tools.done
+        done(answer)
+        # Else "coroutine ... was never awaited" on the server's stderr when it is freed.
+        assert inspect.getcoroutinestate(answer) == inspect.CORO_CLOSED
+    assert [a["id"] for a in out.eager.lines] == ([5] if how == "abandoned at shutdown" else [])

@@ -157,10 +157,12 @@ class FastCalls:
         self, key: Any, call: _InFlight, name: str, arguments: Any, finished: Finished
     ) -> None:
         """Where a call run without a task ends (rule 6): see ``tools.Finished``."""
-        if self._in_flight.get(key) is not call:
-            return  # abandoned at shutdown: answered already
-        if call.peer_cancelled:
-            del self._in_flight[key]
+        current = self._in_flight.get(key) is call  # else abandoned at shutdown, answered
+        if not current or call.peer_cancelled:  # no answer is wanted
+            if current:
+                del self._in_flight[key]
+            if inspect.iscoroutine(finished):
+                finished.close()  # never awaited: say nothing of it on stderr
             return
         if finished is None:  # the connection dropped: again, in a task
             self._run_in_task(call, functools.partial(self._result, name, arguments))
