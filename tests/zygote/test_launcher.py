@@ -9,12 +9,15 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from slm_mesh.config import Settings
-from slm_mesh.zygote import wire
-from tests.wire import alive, proc_stat
+from slm_mesh.zygote import launcher, wire
+from tests.wire import alive, broker_env, proc_stat
 from tests.zygote.conftest import (
     LAUNCHER,
     Session,
@@ -186,3 +189,29 @@ def test_a_broken_warm_process_falls_back_to_the_in_process_server(
     finally:
         broken.close()
         thread.join(5)
+
+
+def test_a_warm_process_that_cannot_start_is_not_waited_for(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exits with an error (here: a bad SLM_MESH_ZYGOTE_IDLE_S): the launcher serves
+    in-process at once rather than wait out its start deadline, on every session."""
+    for name, value in broker_env(settings, SLM_MESH_ZYGOTE_IDLE_S="soon").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(launcher, "START_TIMEOUT_S", 3600.0)
+    pauses = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        assert len(pauses) < 3_000, "still waiting for a warm process that exited"
+        time.sleep(seconds)
+
+    settings.data_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        sock = launcher.connect_or_start(str(settings.data_dir), str(settings.socket_path), pause)
+        assert sock is None
+        assert "could not convert string to float" in (settings.data_dir / "zygote.log").read_text()
+    finally:
+        with contextlib.suppress(ChildProcessError):  # not reaped (before the fix)
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass

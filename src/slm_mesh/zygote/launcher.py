@@ -54,17 +54,17 @@ def _connect(path: str) -> _socket.socket | None:
     return sock
 
 
-def _spawn_warm(data_dir: str) -> None:
+def _spawn_warm(data_dir: str) -> int:
     """Start the warm process, detached, logging to ``zygote.log`` (it moves into the data
-    dir itself). ``os.posix_spawn`` rather than :mod:`subprocess`, whose import alone
-    would cost the first session ~10 ms."""
+    dir itself); its pid. ``os.posix_spawn`` rather than :mod:`subprocess`, whose import
+    alone would cost the first session ~10 ms."""
     log = os.open(
         os.path.join(data_dir, "zygote.log"),
         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
         0o600,
     )
     try:
-        os.posix_spawn(
+        return os.posix_spawn(
             sys.executable,
             [sys.executable, "-m", "slm_mesh.zygote"],
             os.environ,
@@ -104,15 +104,27 @@ def connect_or_start(
         sock = _connect(path)
         if sock is not None:
             return sock
-        _spawn_warm(data_dir)
+        warm = _spawn_warm(data_dir)
         while time.monotonic() < deadline:
             sock = _connect(path)
             if sock is not None:
                 return sock
+            if _failed(warm):
+                return None  # it can't start (zygote.log says why): don't wait it out
             pause(CONNECT_POLL_S)
         return None
     finally:
         os.close(fd)
+
+
+def _failed(pid: int) -> bool:
+    """Whether the warm process ``pid`` has exited with an error (it is reaped then). One
+    that exits 0 found another one starting (``zygote.lock``): that one is waited for."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid and os.waitstatus_to_exitcode(status) != 0
 
 
 def terminal_hint(argv0: str) -> str:
