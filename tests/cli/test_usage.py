@@ -38,6 +38,30 @@ def test_an_unknown_command_is_named_with_the_nearest_one(
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["send", "backend", "the", "API", "changed"],
+            "`slm-mesh send` takes no argument 'API', 'changed' (left over after its last one): "
+            "quote an argument that holds spaces",
+        ),
+        (["state", "set", "k", "a", "b"], "`slm-mesh state set` takes no argument 'b'"),
+        (["status", "extra"], "`slm-mesh status` takes no argument 'extra'"),
+    ],
+)
+def test_an_argument_too_many_says_which_and_that_spaces_need_quotes(
+    cli: Cli, args: list[str], said: str
+) -> None:
+    """A message typed unquoted is the likely cause (no broker runs here: exit 3 would
+    mean it got as far as calling one)."""
+    done = cli.run(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert said in " ".join(done.stderr.split()), done.stderr
+    assert f"`slm-mesh {' '.join(args[: 2 if args[0] == 'state' else 1])} --help`" in done.stderr
+    assert "Unused Tokens" not in done.stderr
+
+
+@pytest.mark.parametrize(
     ("args", "option"),
     [
         (["inbox", "--limit", "-1"], "--limit"),

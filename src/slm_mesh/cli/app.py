@@ -505,8 +505,29 @@ def main(argv: list[str] | None = None) -> int:
     if unknown is not None:
         print(f"slm-mesh: error: {unknown}", file=sys.stderr)
         return outcome.USAGE
-    result = app(args, result_action="return_value")
+    try:
+        result = app(args, result_action="return_value", print_error=False, exit_on_error=False)
+    except cyclopts.CycloptsError as error:  # a usage error, shown as cyclopts shows it...
+        leftover = _leftover(error)
+        if leftover is not None:  # ...but for arguments left over ("Unused Tokens")
+            print(f"slm-mesh: error: {leftover}", file=sys.stderr)
+        else:
+            (error.console or app.error_console).print(cyclopts.CycloptsPanel(error))
+        return outcome.USAGE
     return result if isinstance(result, int) else 0
+
+
+def _leftover(error: cyclopts.CycloptsError) -> str | None:
+    """What to say of arguments left over after a command's last one (a message typed
+    without quotes, most likely); None for any other usage error."""
+    if not isinstance(error, cyclopts.UnusedCliTokensError) or not error.unused_tokens:
+        return None
+    command = " ".join(["slm-mesh", *(error.command_chain or ())])
+    extra = ", ".join(repr(token) for token in error.unused_tokens)
+    return (
+        f"`{command}` takes no argument {extra} (left over after its last one): quote an "
+        f'argument that holds spaces ("like this"); see `{command} --help`'
+    )
 
 
 def unknown_command(args: list[str]) -> str | None:
