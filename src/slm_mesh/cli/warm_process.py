@@ -18,9 +18,8 @@ from typing import Any
 
 from slm_mesh.config import Settings
 from slm_mesh.private_files import try_flock
+from slm_mesh.zygote import wire
 
-LOCK_FILE = "zygote.lock"
-INFO_FILE = "zygote.json"  # as slm_mesh.zygote.warm writes it
 RETIRE_TIMEOUT_S = 5.0
 POLL_S = 0.02
 
@@ -31,7 +30,7 @@ def running(settings: Settings) -> dict[str, Any] | None:
     if not _lock_held(settings):
         return None
     try:
-        info = json.loads((settings.data_dir / INFO_FILE).read_text(encoding="utf-8"))
+        info = json.loads((settings.data_dir / wire.INFO_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         info = {}
     pid = info.get("pid") if isinstance(info, dict) else None
@@ -46,8 +45,6 @@ def stop(settings: Settings, timeout: float = RETIRE_TIMEOUT_S) -> dict[str, Any
     found = running(settings)
     if found is None:
         return None
-    from slm_mesh.zygote import wire
-
     path = wire.socket_path(settings.socket_path)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -66,7 +63,7 @@ def stop(settings: Settings, timeout: float = RETIRE_TIMEOUT_S) -> dict[str, Any
 
 def _lock_held(settings: Settings) -> bool:
     try:
-        fd = try_flock(settings.data_dir / LOCK_FILE, create=False)
+        fd = try_flock(settings.data_dir / wire.LOCK_FILE, create=False)
     except OSError:
         return False
     if fd is None:

@@ -44,7 +44,6 @@ log = logging.getLogger("slm_mesh.zygote")
 KILL_AFTER_S = 2.0
 ACCEPT_TIMEOUT_S = 2.0
 DEFAULT_IDLE_EXIT_S = 600.0
-INFO_FILE = "zygote.json"  # {pid, idle_exit_s} while it serves (rule 6)
 
 
 @dataclass
@@ -173,7 +172,7 @@ class WarmProcess:
         with contextlib.suppress(FileNotFoundError):
             Path(wire.socket_path(self.settings.socket_path)).unlink()
         with contextlib.suppress(FileNotFoundError):
-            (self.settings.data_dir / INFO_FILE).unlink()  # ours: we hold the lock still
+            (self.settings.data_dir / wire.INFO_FILE).unlink()  # ours: we hold the lock still
         self.release_lock()
 
     def _become_session(
@@ -306,7 +305,7 @@ def serve(settings: Settings, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
 
     ensure_private_dir(settings.data_dir)
     os.chdir(settings.data_dir)  # hold no directory of the user's open
-    lock_fd = try_flock(settings.data_dir / "zygote.lock")
+    lock_fd = try_flock(settings.data_dir / wire.LOCK_FILE)
     if lock_fd is None:
         print("slm-mesh: a warm process is already running", file=sys.stderr)
         return 0
@@ -317,7 +316,7 @@ def serve(settings: Settings, idle_exit_s: float = DEFAULT_IDLE_EXIT_S) -> int:
             os.close(held.pop())
 
     path = Path(wire.socket_path(settings.socket_path))
-    info = settings.data_dir / INFO_FILE
+    info = settings.data_dir / wire.INFO_FILE
     try:
         write_private(info, json.dumps({"pid": os.getpid(), "idle_exit_s": idle_exit_s}))
         start_broker_early(settings)

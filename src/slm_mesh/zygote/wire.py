@@ -37,7 +37,21 @@ if TYPE_CHECKING:
         def sendall(self, data: bytes, /) -> None: ...
 
 
-__all__ = ["LineReader", "decode", "encode", "receive_with_fds", "send", "send_with_fds"]
+__all__ = [
+    "INFO_FILE",
+    "LOCK_FILE",
+    "LineReader",
+    "decode",
+    "encode",
+    "receive_with_fds",
+    "send",
+    "send_with_fds",
+]
+
+# In the data dir: held (flock) by the warm process while it serves, one per data dir;
+# and its {pid, idle_exit_s} meanwhile, for `slm-mesh status` (slm_mesh.cli.warm_process).
+LOCK_FILE = "zygote.lock"
+INFO_FILE = "zygote.json"
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 FD_COUNT = 3
