@@ -121,6 +121,7 @@ def test_peers_scope_repo_outside_a_repository_is_a_usage_error(
     done = cli.run("peers", "--scope", "repo")
     assert done.returncode == 2
     assert "not inside a git repository" in done.stderr
+    assert "--scope machine or --scope directory work here" in done.stderr  # what to do
 
 
 # -- messages --------------------------------------------------------------------------

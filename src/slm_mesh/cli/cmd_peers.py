@@ -41,7 +41,10 @@ def peers(out: Output, scope: str) -> int:
     elif scope == "repo":
         root = workspace.git_root()
         if root is None:
-            raise usage(f"--scope repo: {workspace.cwd()} is not inside a git repository")
+            raise usage(
+                f"--scope repo: {workspace.cwd()} is not inside a git repository; "
+                "--scope machine or --scope directory work here"
+            )
         params["git_root"] = root
         from slm_mesh import repository
 
