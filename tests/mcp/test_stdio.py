@@ -4,9 +4,12 @@ answer the launcher wrote already is not written twice."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import logging
 import os
 import signal
+import termios
 
 import mcp_types
 import pytest
@@ -19,6 +22,9 @@ from tests.mcp.raw import BOUND_S, raw_server
 
 VALUE = "".join(f"{i:05d}," for i in range(10_000))  # 60 KB; each response carries it twice
 PIPELINED = 60  # ~7 MB of responses: far past the pipe and the server's high water
+F_GETPIPE_SZ = 1032  # Linux (fcntl.F_GETPIPE_SZ from Python 3.10, not in every build)
+POLL_S = 0.01
+PAGE = 4096
 
 
 async def test_responses_a_client_does_not_read_yet_wait_and_all_arrive_whole(
@@ -30,7 +36,9 @@ async def test_responses_a_client_does_not_read_yet_wait_and_all_arrive_whole(
             assert not (await client.answer(1))["result"].get("isError")
         for i in range(PIPELINED):
             await client.tool(100 + i, "mesh_state", action="get", key="big")
-        await trio.sleep(1)  # the server runs into the full pipe, then into its high water
+        assert isinstance(client.stdout, trio.lowlevel.FdStream)
+        with trio.fail_after(BOUND_S):  # until the server runs into the full pipe
+            await pipe_full(client.stdout.fileno())
         answered: set[int] = set()
         with trio.fail_after(BOUND_S):
             while len(answered) < PIPELINED:
@@ -53,13 +61,27 @@ async def test_a_server_whose_client_stopped_reading_still_exits_on_sigterm(
         await client.tool(1, "mesh_state", action="set", key="big", value=VALUE)
         for i in range(PIPELINED):
             await client.tool(100 + i, "mesh_state", action="get", key="big")
-        await trio.sleep(1)
+        assert isinstance(client.stdout, trio.lowlevel.FdStream)
+        with trio.fail_after(BOUND_S):  # until the server is stuck writing
+            await pipe_full(client.stdout.fileno())
         started = trio.current_time()
         os.kill(client.process.pid, signal.SIGTERM)
         with trio.fail_after(BOUND_S):
             await client.process.wait()
         assert trio.current_time() - started < 1.0
         assert client.process.returncode == 0
+
+
+async def pipe_full(fd: int) -> None:
+    """Return once the pipe whose read end is ``fd`` holds all it can (but for the rest
+    of a page: a pipe fills by pages, and a large write leaves part of one unused)."""
+    size = fcntl.fcntl(fd, F_GETPIPE_SZ)
+    while True:
+        held = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, held)
+        if held[0] > size - PAGE:
+            return
+        await trio.sleep(POLL_S)
 
 
 async def test_what_the_launcher_answered_is_not_answered_again(
