@@ -18,21 +18,7 @@ from collections.abc import Callable
 import trio
 
 from slm_mesh.config import PROCESS_POLL_S
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie counts as exited where /proc tells)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's, but running
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True  # no procfs: kill's answer stands
+from slm_mesh.pids import alive as process_alive
 
 
 class ProcessWatch:

@@ -54,6 +54,7 @@ from slm_mesh.mesh import (
     Waiter,
     WatchProcess,
 )
+from slm_mesh.pids import alive as process_alive
 from slm_mesh.protocol.errors import (
     InternalError,
     InvalidParams,
@@ -71,7 +72,7 @@ from . import credentials, own_methods
 from .activity import Activity
 from .connection import Connection
 from .message_wait import MessageWaits
-from .processes import ProcessWatch, process_alive
+from .processes import ProcessWatch
 from .repos import Repositories
 from .timers import Timers
 

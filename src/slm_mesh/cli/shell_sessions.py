@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_mesh.config import Settings
+from slm_mesh.pids import alive
 
 FOLDER = "cli-sessions"
 
@@ -76,16 +77,6 @@ def stale_holders(settings: Settings) -> list[Path]:
     for path in sorted(folder(settings).glob("lock-*.json")):
         record = load(path)
         pid = record.get("pid") if record else None
-        if not isinstance(pid, int) or not process_exists(pid):
+        if not isinstance(pid, int) or not alive(pid):
             stale.append(path)
     return stale
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0 sends nothing: it only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from slm_mesh.config import Settings
+from slm_mesh.pids import alive
 from slm_mesh.private_files import try_flock
 from slm_mesh.zygote import wire
 
@@ -56,9 +57,9 @@ def stop(settings: Settings, timeout: float = RETIRE_TIMEOUT_S) -> dict[str, Any
         return None  # it exited meanwhile
     sessions = int((answer or {}).get("sessions") or 0)
     deadline = time.monotonic() + timeout
-    while sessions == 0 and _alive(found["pid"]) and time.monotonic() < deadline:
+    while sessions == 0 and alive(found["pid"]) and time.monotonic() < deadline:
         time.sleep(POLL_S)
-    return {"pid": found["pid"], "sessions": sessions, "stopped": not _alive(found["pid"])}
+    return {"pid": found["pid"], "sessions": sessions, "stopped": not alive(found["pid"])}
 
 
 def _lock_held(settings: Settings) -> bool:
@@ -70,16 +71,6 @@ def _lock_held(settings: Settings) -> bool:
         return True
     os.close(fd)
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _rss_bytes(pid: int) -> int | None:

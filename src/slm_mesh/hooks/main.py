@@ -9,7 +9,7 @@ goes wrong ends in exit 0 with nothing on stdout, and a line in ``<data dir>/hoo
 import posix
 import time
 
-from slm_mesh import leanjson
+from slm_mesh import leanjson, pids
 from slm_mesh.hooks import formats, process
 from slm_mesh.hooks.connection import Broker, CallError, Unreachable, data_dir, timeout_s
 from slm_mesh.hooks.formats import NOTHING, Format, Hook, Reply
@@ -284,7 +284,7 @@ def _stop_wait(fmt: Format, hook: Hook) -> Reply:
         hook,
         [("message.wait", wait)],
         timeout=idle + timeout_s(),  # the broker ends the wait at idle: a hung one, we do
-        still_wanted=lambda: process.alive(agent),
+        still_wanted=lambda: pids.alive(agent),
     )
     try:
         answer = _result(got)

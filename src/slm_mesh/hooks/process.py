@@ -11,6 +11,8 @@ that runs us on an agent's behalf sets it).
 
 import posix
 
+from slm_mesh.pids import read_stat
+
 AGENT_PID_ENV = "SLM_MESH_AGENT_PID"
 MAX_ANCESTORS = 8
 # Programs that run a command for someone else: the agent is above them.
@@ -26,22 +28,9 @@ def getenv(name: str) -> str | None:
     return None if raw is None else raw.decode("utf-8", "surrogateescape")
 
 
-def _read_stat(pid: int) -> bytes | None:
-    try:
-        fd = posix.open(f"/proc/{pid}/stat", posix.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        return posix.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        posix.close(fd)
-
-
 def _stat(pid: int) -> tuple[bytes, int] | None:
     """(command name, parent pid) from ``/proc/<pid>/stat``; None without procfs."""
-    data = _read_stat(pid)
+    data = read_stat(pid)
     if data is None:
         return None
     # "pid (comm) state ppid …": comm may itself hold spaces or parens.
@@ -51,21 +40,6 @@ def _stat(pid: int) -> tuple[bytes, int] | None:
         return comm, int(fields[1])
     except (IndexError, ValueError):
         return None
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (an exited one that nobody reaped yet does not)."""
-    try:
-        posix.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    data = _read_stat(pid)
-    if data is None:
-        return True  # no procfs: kill's answer stands
-    state = data[data.rfind(b")") + 1 :].split()[:1]
-    return state not in ([b"Z"], [b"X"])
 
 
 def agent_pid(start: str | None = None, parent: int | None = None) -> int:

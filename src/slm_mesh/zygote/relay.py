@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 
+from slm_mesh.pids import alive
 from slm_mesh.zygote import wire
 
 TYPE_CHECKING = False  # not typing's, nor signal's: each would import enum
@@ -30,16 +31,6 @@ def exit_status(message: dict[str, object] | None) -> int | None:
     if not isinstance(code, int) or isinstance(code, bool):
         return None
     return code if code >= 0 else 128 - code
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _reap_exited() -> None:
@@ -86,7 +77,7 @@ def relay(fd: int, pid: int, buf: bytes = b"") -> int:
             chunk = b""
         if not chunk:
             # The warm process died under us; the server may still run: wait it out.
-            while _alive(pid):
+            while alive(pid):
                 time.sleep(0.1)
             return 1
         buf += chunk
