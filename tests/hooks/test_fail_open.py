@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,19 @@ def test_the_stop_hook_keeps_its_idle_limit_with_a_broker_that_does_not_answer(
     assert (done.returncode, done.stdout) == (0, "")
     [line] = log_lines(settings)
     assert "the broker did not answer" in line
+
+
+def test_a_hooks_exchanges_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connecting, a batch and its acknowledgements wait at most one budget together: a
+    broker that answers the first and stalls on the next holds the hook no longer than
+    one that never answers. A step the agent waits for anyway restarts it."""
+    from slm_mesh.hooks import connection
+
+    monkeypatch.setenv(connection.TIMEOUT_ENV, "150")
+    spent = 0.1
+    monkeypatch.setattr(connection, "_budget_from", time.monotonic() - spent)
+    assert connection.timeout_s() <= 0.15 - spent
+    monkeypatch.setattr(connection, "_budget_from", time.monotonic() - 10)
+    assert connection.timeout_s() == 0.001  # spent: each exchange fails at once
+    connection.restart_budget()
+    assert 0.05 < connection.timeout_s() <= 0.15

@@ -8,9 +8,11 @@ session ended at once when the agent exits.
 
 Rules:
 1. Never in the agent's way: no broker, a socket error, a timeout or input it cannot parse
-   end in exit 0 with nothing on stdout (within :data:`~slm_mesh.hooks.connection.TIMEOUT_S`)
-   and a line in ``<data dir>/hooks.log``. Only session start may start the broker. An edit
-   is refused only on positive knowledge of a live holder.
+   end in exit 0 with nothing on stdout and a line in ``<data dir>/hooks.log``; all its
+   exchanges with the broker together wait at most one budget
+   (:func:`~slm_mesh.hooks.connection.timeout_s`: ``SLM_MESH_HOOK_TIMEOUT_MS``, 150 ms).
+   Only session start may start the broker. An edit is refused only on positive
+   knowledge of a live holder.
 2. Fast: the path of every event imports the stdlib's C modules only (``posix``,
    ``_socket``, ``_json``), not :mod:`os`, :mod:`socket`, :mod:`json`, nor the MCP SDK,
    trio or pydantic (``tests/hooks/test_lean.py`` holds it to that). The agents run it as

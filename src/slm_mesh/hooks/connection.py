@@ -41,12 +41,30 @@ class CallError(Exception):
         self.data = error.get("data")
 
 
-def timeout_s() -> float:
+def budget_s() -> float:
+    """How long the hook may wait for the broker in all: ``SLM_MESH_HOOK_TIMEOUT_MS``."""
     raw = getenv(TIMEOUT_ENV)
     try:
         return float(raw) / 1000 if raw else TIMEOUT_S
     except ValueError:
         return TIMEOUT_S
+
+
+_budget_from = time.monotonic()  # the hook's start, or the end of its last slow step
+
+
+def restart_budget() -> None:
+    """The whole budget again, from now: after a step the agent waits for anyway
+    (starting the broker at session start, the Stop hook's wait)."""
+    global _budget_from
+    _budget_from = time.monotonic()
+
+
+def timeout_s() -> float:
+    """What is left of the budget for the next exchange: connecting, a batch and its
+    acknowledgements share one budget, so a broker that answers the first and then
+    stalls holds the hook no longer than one that never answers (never below 1 ms)."""
+    return max(0.001, budget_s() - (time.monotonic() - _budget_from))
 
 
 def _home() -> str:

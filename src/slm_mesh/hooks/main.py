@@ -11,7 +11,14 @@ import time
 
 from slm_mesh import leanjson, pids
 from slm_mesh.hooks import formats, process
-from slm_mesh.hooks.connection import Broker, CallError, Unreachable, data_dir, timeout_s
+from slm_mesh.hooks.connection import (
+    Broker,
+    CallError,
+    Unreachable,
+    data_dir,
+    restart_budget,
+    timeout_s,
+)
 from slm_mesh.hooks.formats import NOTHING, Format, Hook, Reply
 
 TYPE_CHECKING = False
@@ -139,6 +146,7 @@ def _connect(*, start_broker: bool = False) -> Broker:
     from slm_mesh.config import Settings
 
     ensure_broker_sync(Settings.from_env(), timeout_s=START_BROKER_S)
+    restart_budget()
     return Broker.connect(timeout_s())
 
 
@@ -286,6 +294,7 @@ def _stop_wait(fmt: Format, hook: Hook) -> Reply:
         timeout=idle + timeout_s(),  # the broker ends the wait at idle: a hung one, we do
         still_wanted=lambda: pids.alive(agent),
     )
+    restart_budget()  # (the wait took what it took; the hand-over gets the whole budget)
     try:
         answer = _result(got)
         if answer.get("reason") != "message":
