@@ -133,7 +133,7 @@ async def test_a_peer_cannot_read_or_ack_another_peers_inbox(settings: Settings)
         for params in ({}, {"unread_only": False}, {"from": "a"}, {"limit": 500}):
             got = await snoop.call("message.inbox", mark_read=False, **params)
             assert got["messages"] == [] and got["unread_left"] == 0
-        assert await snoop.call("message.ack", ids=[mid]) == {"acked": 0}
+        assert await snoop.call("message.ack", ids=[mid]) == {"acked": 0, "ids": []}
         inbox = await c.call("message.inbox", mark_read=False)
         [msg] = inbox["messages"]
         assert (msg["id"], msg["to"], msg["status"]) == (mid, c_id, "pushed")  # not read

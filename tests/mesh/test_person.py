@@ -70,7 +70,7 @@ def test_messages_to_the_person_are_pushed_to_every_connection_that_follows_it(
     page = bench.call(SHELL, "message.inbox", mark_read=False)
     assert [m["body"] for m in page["messages"]] == ["hi", "again"]
     acked = bench.call(SHELL, "message.ack", ids=[page["messages"][0]["id"]])
-    assert acked == {"acked": 1}
+    assert acked == {"acked": 1, "ids": [page["messages"][0]["id"]]}
     assert bench.call(SHELL, "message.inbox")["messages"][0]["body"] == "again"
 
 

@@ -191,16 +191,16 @@ def _hand_over(
     broker: Broker, answer: "dict[str, Any]", render: "Callable[[list[Any], int], Shown]"
 ) -> str | None:
     """The messages of ``answer`` (``message.inbox``'s or ``message.wait``'s, read without
-    marking them) as ``render`` shows them, each then marked read, one ``message.ack`` per
-    message in one batch. Only those this hook was the first to mark are shown: hooks of
+    marking them) as ``render`` shows them, then marked read with one ``message.ack``.
+    Only those this hook was the first to mark (the ack's ``ids``) are shown: hooks of
     one session run at once (after parallel tool calls), and each message is shown once."""
     messages = answer.get("messages") or []
     unread = int(answer.get("unread_left") or 0)
     shown = render(messages, unread)
     if shown.text is None or not shown.ids:
         return shown.text
-    acks = broker.batch([("message.ack", {"ids": [i]}) for i in shown.ids], timeout_s())
-    mine = {i for i, got in zip(shown.ids, acks, strict=True) if _result(got).get("acked")}
+    (ack,) = broker.batch([("message.ack", {"ids": shown.ids})], timeout_s())
+    mine = set(_result(ack).get("ids") or ())
     if len(mine) == len(shown.ids):
         return shown.text
     taken = len(shown.ids) - len(mine)  # by another hook meanwhile: read, so not counted

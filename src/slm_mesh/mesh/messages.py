@@ -223,10 +223,10 @@ class Messages:
         self, peer_id: str, ids: list[int], now: float, by: ConnId | None = None
     ) -> dict[str, Any]:
         with self.ctx.transaction():
-            acked = self.store.mark_read(peer_id, ids, now)
-        if acked:
+            marked = self.store.mark_read(peer_id, ids, now)
+        if marked:
             self._read_elsewhere(peer_id, ids, self.store.unread_count(peer_id), by)
-        return {"acked": acked}
+        return {"acked": len(marked), "ids": sorted(marked)}
 
     def unread(self, peer_id: str) -> int:
         return self.store.unread_count(peer_id)

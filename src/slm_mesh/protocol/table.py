@@ -236,7 +236,7 @@ METHOD_LIST: tuple[Method, ...] = (
         "message.ack",
         "Mark messages read (without a peer: the person's).",
         (Param("ids", "integer[]", "message ids", required=True, max_items=MAX_LIST_ITEMS),),
-        "{acked}",
+        "{acked, ids}: ids are those this call marked (unread until then)",
     ),
     Method(
         "message.subscribe",

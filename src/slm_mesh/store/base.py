@@ -142,7 +142,9 @@ class Store(ABC):
     def unread_count(self, recipient_id: str) -> int: ...
 
     @abstractmethod
-    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> int: ...
+    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> list[int]:
+        """Mark those of ``ids`` that are ``recipient_id``'s and unread as read; their ids
+        (what another call marked first is not among them)."""
 
     @abstractmethod
     def queued_for(self, recipient_id: str, limit: int = -1) -> list[Row]:

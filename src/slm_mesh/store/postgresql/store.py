@@ -326,13 +326,13 @@ class PostgresStore(Store):
         )
         return int(row["n"])
 
-    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> int:
-        cur = self._x(
+    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> list[int]:
+        rows = self._x(
             "UPDATE messages SET status = 'read', read_at = %s WHERE recipient_id = %s "
-            "AND status IN ('queued', 'pushed') AND id = ANY(%s)",
+            "AND status IN ('queued', 'pushed') AND id = ANY(%s) RETURNING id",
             (now, recipient_id, list(ids)),
-        )
-        return cur.rowcount
+        ).fetchall()
+        return [row["id"] for row in rows]
 
     def queued_for(self, recipient_id: str, limit: int = -1) -> list[Row]:
         self.flush_pushed()

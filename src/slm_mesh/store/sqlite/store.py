@@ -261,18 +261,28 @@ class SQLiteStore(Store):
         ).fetchone()
         return int(row["n"])
 
-    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> int:
-        total = 0
+    def mark_read(self, recipient_id: str, ids: Sequence[int], now: float) -> list[int]:
+        # (In the caller's transaction; no RETURNING, which SQLite before 3.35 lacks.)
+        marked: list[int] = []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ", ".join("?" for _ in chunk)
-            cur = self.conn.execute(
-                f"UPDATE messages SET status = 'read', read_at = ? WHERE recipient_id = ? "
-                f"AND {_UNREAD} AND id IN ({marks})",
-                (now, recipient_id, *chunk),
-            )
-            total += cur.rowcount
-        return total
+            found = [
+                row["id"]
+                for row in self.conn.execute(
+                    f"SELECT id FROM messages WHERE recipient_id = ? AND {_UNREAD} "
+                    f"AND id IN ({marks})",
+                    (recipient_id, *chunk),
+                )
+            ]
+            if found:
+                self.conn.execute(
+                    f"UPDATE messages SET status = 'read', read_at = ? "
+                    f"WHERE id IN ({', '.join('?' for _ in found)})",
+                    (now, *found),
+                )
+                marked.extend(found)
+        return marked
 
     def queued_for(self, recipient_id: str, limit: int = -1) -> list[Row]:
         """The oldest messages not yet pushed to ``recipient_id`` (at most ``limit``; -1: all)."""
