@@ -136,3 +136,18 @@ def test_a_hooks_exchanges_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> 
     assert connection.timeout_s() == 0.001  # spent: each exchange fails at once
     connection.restart_budget()
     assert 0.05 < connection.timeout_s() <= 0.15
+
+
+def test_the_log_is_kept_to_a_bound(settings: Settings, agent: Agent) -> None:
+    """With no broker every hook writes a line: past 1 MiB the log starts again, the one
+    before kept as hooks.log.1."""
+    from slm_mesh.hooks.main import MAX_LOG_BYTES
+
+    ensure_private_dir(settings.data_dir)
+    old = settings.data_dir / "hooks.log"
+    old.write_text("x" * (MAX_LOG_BYTES + 1))
+    done = agent.run("UserPromptSubmit", prompt="hi")
+    assert (done.returncode, done.stdout) == (0, "")
+    [line] = log_lines(settings)
+    assert "Unreachable: no broker is running" in line
+    assert (settings.data_dir / "hooks.log.1").stat().st_size == MAX_LOG_BYTES + 1

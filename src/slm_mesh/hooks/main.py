@@ -21,6 +21,7 @@ from slm_mesh.hooks.connection import (
 )
 from slm_mesh.hooks.formats import NOTHING, Format, Hook, Reply
 
+MAX_LOG_BYTES = 1 << 20  # hooks.log, then it is hooks.log.1
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -368,10 +369,18 @@ def _write(fd: int, data: bytes) -> None:
 
 
 def log(line: str) -> None:
-    """One line in ``<data dir>/hooks.log`` (best effort: a hook never fails on its log)."""
+    """One line in ``<data dir>/hooks.log`` (best effort: a hook never fails on its log).
+    Past :data:`MAX_LOG_BYTES` the log becomes ``hooks.log.1`` (the one before is dropped):
+    with no broker every hook of every agent writes a line, for as long as none runs."""
+    path = data_dir().rstrip("/") + "/hooks.log"
+    try:
+        if posix.stat(path).st_size > MAX_LOG_BYTES:
+            posix.rename(path, path + ".1")
+    except OSError:
+        pass  # none yet (or another hook moved it first)
     try:
         fd = posix.open(
-            data_dir().rstrip("/") + "/hooks.log",
+            path,
             posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC,
             0o600,
         )
