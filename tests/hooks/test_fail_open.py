@@ -151,3 +151,20 @@ def test_the_log_is_kept_to_a_bound(settings: Settings, agent: Agent) -> None:
     [line] = log_lines(settings)
     assert "Unreachable: no broker is running" in line
     assert (settings.data_dir / "hooks.log.1").stat().st_size == MAX_LOG_BYTES + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "idle"),
+    [("60", 60.0), ("", 8 * 3600.0), ("1e9", 8 * 3600.0), ("-5", 0.0), ("soon", 8 * 3600.0)],
+)
+def test_the_stop_hooks_wait_never_outlasts_the_timeout_install_wrote(
+    monkeypatch: pytest.MonkeyPatch, value: str, idle: float
+) -> None:
+    from slm_mesh.hooks import main
+    from slm_mesh.install.agents import claude_hooks
+
+    monkeypatch.delenv("CLAUDE_CODE_ENTRYPOINT", raising=False)
+    monkeypatch.setenv(main.WAKE_IDLE_ENV, value)
+    assert main.wake_idle_s() == idle
+    [stop] = claude_hooks()["Stop"][0]["hooks"]
+    assert stop["timeout"] > main.wake_idle_s()  # Claude Code kills it only after

@@ -276,16 +276,25 @@ def _post_tool(fmt: Format, hook: Hook) -> Reply:
         broker.close()
 
 
+def wake_idle_s() -> float:
+    """How long the Stop hook waits for a message: ``SLM_MESH_WAKE_IDLE_S``, never past
+    :data:`WAKE_IDLE_S` (Claude Code kills the hook at the timeout install wrote for it,
+    a minute later), and not at all under ``claude -p``, which waits for its background
+    hooks before it exits."""
+    if process.getenv("CLAUDE_CODE_ENTRYPOINT") == PRINT_MODE:
+        return 0.0
+    try:
+        idle = float(process.getenv(WAKE_IDLE_ENV) or WAKE_IDLE_S)
+    except ValueError:
+        return WAKE_IDLE_S
+    return min(max(idle, 0.0), WAKE_IDLE_S) if idle == idle else WAKE_IDLE_S  # (NaN)
+
+
 def _stop_wait(fmt: Format, hook: Hook) -> Reply:
     """Claude's Stop with ``asyncRewake``: wait, in the background, for a message."""
     from slm_mesh.hooks.delivery import BODY_CHARS, PAGE, wake_text
 
-    try:
-        idle = float(process.getenv(WAKE_IDLE_ENV) or WAKE_IDLE_S)
-    except ValueError:
-        idle = WAKE_IDLE_S
-    if process.getenv("CLAUDE_CODE_ENTRYPOINT") == PRINT_MODE:
-        idle = 0.0  # `claude -p` waits for its background hooks: never keep it from exiting
+    idle = wake_idle_s()
     wait = {"timeout": idle, "limit": PAGE, "max_chars": BODY_CHARS, "mark_read": False}
     agent = process.agent_pid()
     broker, (_, got) = _calls(
