@@ -134,6 +134,10 @@ def test_the_broker_line_says_when_the_broker_is_gone() -> None:
     assert cells.broker_line(person, 5.0, True, None, "/b.sock").endswith(" · you: dave (2 unread)")
     down = cells.broker_line({"pid": 42}, None, False, "broker stopped", "/run/b.sock")
     assert down.startswith("broker stopped · waiting for it")
+    cut_off = {"pid": 42, "store": {"kind": "postgresql", "available": False}}
+    assert cells.broker_line(cut_off, 5.0, True, None, "/b.sock") == (
+        "broker 42 · SHARED STORE OUT OF REACH: calls fail · /b.sock"
+    )
 
 
 def test_sparklines_scale_to_their_largest_value() -> None:

@@ -159,3 +159,21 @@ def test_with_more_messages_than_it_keeps_the_rate_comes_from_the_counters() -> 
     view.set_status(status(0, messages=1_000), at=0.0)
     view.set_status(status(0, messages=1_300), at=30.0)
     assert view.messages_per_min(T0) == 600
+
+
+def test_the_shared_store_lost_and_back_shows_in_the_header_at_once() -> None:
+    view = MeshView()
+    view.store_changed({"available": False, "reason": "lease lapsed"})  # before any status
+    assert view.status is None
+    view.set_status({**status(0), "store": {"kind": "postgresql", "available": True}})
+    view.take_dirty()
+    view.store_changed({"available": False, "reason": "lease lapsed", "retry_after": 1.0})
+    assert view.status is not None
+    assert view.status["store"] == {
+        "kind": "postgresql",
+        "available": False,
+        "reason": "lease lapsed",
+    }
+    assert "header" in view.take_dirty()
+    view.store_changed({"available": True})
+    assert view.status["store"]["available"] is True

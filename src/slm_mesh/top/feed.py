@@ -139,6 +139,9 @@ class Feed:
                     if self.view.apply(params):
                         self._peers_wanted.set()
                     self.changed()
+                elif method == "mesh.store" and isinstance(params, dict):
+                    self.view.store_changed(params)
+                    self.changed()
                 elif method == "mesh.shutdown":
                     break
             tasks.cancel_scope.cancel()

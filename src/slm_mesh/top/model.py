@@ -68,6 +68,16 @@ class MeshView:
         self.problem = problem
         self.dirty.add("header")
 
+    def store_changed(self, params: dict[str, Any]) -> None:
+        """``mesh.store``: the broker lost its shared store, or has it again; the header
+        says so at once, not at the next status read."""
+        if self.status is None:
+            return
+        store = {**(self.status.get("store") or {}), "available": bool(params.get("available"))}
+        store["reason"] = params.get("reason")
+        self.status = {**self.status, "store": store}
+        self.dirty.add("header")
+
     def set_status(self, status: dict[str, Any], at: float | None = None) -> None:
         """The broker's status, read at ``at`` (a monotonic clock's seconds): successive
         samples of its activity counters give the rates of the header."""
