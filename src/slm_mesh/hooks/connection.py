@@ -50,7 +50,7 @@ def budget_s() -> float:
         return TIMEOUT_S
 
 
-_budget_from = time.monotonic()  # the hook's start, or the end of its last slow step
+_budget_from = time.monotonic()  # its input read, or the end of its last slow step
 
 
 def restart_budget() -> None:

@@ -78,7 +78,9 @@ def main(argv: list[str]) -> int:
         if fmt is None:
             from slm_mesh.hooks.git_commit import check
 
-            code, err = check(_read_stdin(), time.time())
+            staged = _read_stdin()
+            restart_budget()
+            code, err = check(staged, time.time())
             reply = Reply(b"", err, code)
         else:
             reply = handle(event, fmt, _read_stdin())
@@ -103,6 +105,7 @@ def handle(event: str, fmt: Format, raw: bytes) -> Reply:
     if hook.cwd is None or not hook.cwd.startswith("/"):
         hook.cwd = posix.getcwd()
     runner = _RUNNERS[hook.kind]
+    restart_budget()  # the broker's budget: not spent reading what the agent wrote
     return runner(fmt, hook)
 
 

@@ -225,7 +225,7 @@ class Messages:
         with self.ctx.transaction():
             marked = self.store.mark_read(peer_id, ids, now)
         if marked:
-            self._read_elsewhere(peer_id, ids, self.store.unread_count(peer_id), by)
+            self._read_elsewhere(peer_id, marked, self.store.unread_count(peer_id), by)
         return {"acked": len(marked), "ids": sorted(marked)}
 
     def unread(self, peer_id: str) -> int:
