@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -276,3 +277,26 @@ def test_codex_stop_continues_the_turn_with_waiting_messages(
     sender.call("message.send", to="codex", body="and another")
     assert agent.output("Stop", stop_hook_active=True, turn_id="t2") is None  # no loop
     assert json.loads(json.dumps(answer))  # plain JSON for Codex's parser
+
+
+class _OlderBroker:
+    """A broker started by an earlier slm-mesh, still running after an upgrade: its
+    ``message.ack`` answers the count only."""
+
+    def batch(self, calls: list[tuple[str, dict[str, Any]]], timeout: float) -> list[Any]:
+        [(method, params)] = calls
+        assert method == "message.ack"
+        return [{"acked": len(params["ids"])}]
+
+
+def test_messages_acked_by_a_broker_of_an_earlier_version_are_still_shown() -> None:
+    from slm_mesh.hooks.delivery import turn_text
+    from slm_mesh.hooks.main import _hand_over
+
+    messages = [
+        {"id": 7, "from_name": "backend", "type": "text", "body": "API done", "sent_at": 1.0},
+        {"id": 8, "from_name": "backend", "type": "text", "body": "and docs", "sent_at": 2.0},
+    ]
+    answer = {"messages": messages, "unread_left": 0}
+    text = _hand_over(_OlderBroker(), answer, turn_text)  # type: ignore[arg-type]
+    assert text is not None and "API done" in text and "and docs" in text

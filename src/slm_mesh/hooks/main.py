@@ -204,7 +204,9 @@ def _hand_over(
     if shown.text is None or not shown.ids:
         return shown.text
     (ack,) = broker.batch([("message.ack", {"ids": shown.ids})], timeout_s())
-    mine = set(_result(ack).get("ids") or ())
+    marked = _result(ack).get("ids")
+    # (A broker started before acks named their ids: all of them, as it then was.)
+    mine = set(marked) if isinstance(marked, list) else set(shown.ids)
     if len(mine) == len(shown.ids):
         return shown.text
     taken = len(shown.ids) - len(mine)  # by another hook meanwhile: read, so not counted
