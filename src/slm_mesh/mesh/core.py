@@ -153,10 +153,7 @@ class Mesh:
         if method in READ_ONLY:
             return handler(conn_id, peer_id, params, now)
         with self.ctx.call_scope():
-            result = handler(conn_id, peer_id, params, now)
-        if method == "peer.register":
-            self.sessions.detached.pop(conn_id, None)
-        return result
+            return handler(conn_id, peer_id, params, now)
 
     def peer_of(self, conn_id: ConnId) -> str | None:
         return self.sessions.peer_of.get(conn_id)

@@ -213,6 +213,11 @@ class Sessions:
     # -- calls -------------------------------------------------------------------------
 
     def register(self, conn_id: ConnId, params: dict[str, Any], now: float) -> dict[str, Any]:
+        joined = self._join(conn_id, params, now)
+        self.detached.pop(conn_id, None)  # a session again: no longer refused (rule 8)
+        return joined
+
+    def _join(self, conn_id: ConnId, params: dict[str, Any], now: float) -> dict[str, Any]:
         if conn_id in self.peer_of:
             raise InvalidRequest(
                 f"this connection is already peer {self.peer_of[conn_id]}; "
