@@ -163,10 +163,9 @@ def broker_line(
     if not connected or status is None:
         return f"{problem or 'broker stopped'} · waiting for it · {socket}"
     up = f" · up {short_span(uptime_s)}" if uptime_s is not None else ""
+    if (status.get("store") or {}).get("available") is False:  # a shared store out of reach
+        up = " · SHARED STORE OUT OF REACH: calls fail"
     line = f"broker {status['pid']}{up} · {socket}"
-    store = status.get("store") or {}
-    if store.get("available") is False:  # a shared store (several machines) out of reach
-        line = f"broker {status['pid']} · SHARED STORE OUT OF REACH: calls fail · {socket}"
     person = status.get("person")
     if person:  # the person at the shell: who top sends and releases as
         unread = int(person.get("unread") or 0)
