@@ -13,9 +13,9 @@ def main() -> int:
 
         return launch()
     if sys.argv[1:2] == ["hook"] and "--help" not in sys.argv and "-h" not in sys.argv:
-        from slm_mesh.hooks.main import main as hook_main
+        from slm_mesh.hooks.main import run as run_hook
 
-        return hook_main(sys.argv[2:])
+        run_hook(sys.argv[2:])
     from slm_mesh.cli import main as cli_main
 
     return cli_main()

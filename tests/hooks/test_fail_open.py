@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,26 @@ def test_a_wrong_command_line_is_a_non_blocking_error(settings: Settings, agent:
         )
         assert done.returncode == 1  # never 2, which would block the agent's action
         assert done.stderr.startswith(b"usage: slm-mesh hook EVENT")
+
+
+def test_the_slm_mesh_command_ends_with_the_hooks_status(settings: Settings) -> None:
+    """``slm-mesh hook`` (the hook run through the installed command, which ends the
+    process at once rather than returning) exits as the hook entry does."""
+    command = Path(sys.executable).with_name("slm-mesh")
+    for args, status in (
+        (["Notification"], 0),
+        (["PreToolUse", "--agent", "vim"], 1),
+    ):
+        done = subprocess.run(
+            [str(command), "hook", *args],
+            input=b"{}",
+            capture_output=True,
+            env=broker_env(settings),
+            check=False,
+        )
+        assert done.returncode == status, done.stderr
+        assert done.stdout == b""
+        assert done.stderr.startswith(b"usage: slm-mesh hook EVENT") == (status == 1)
 
 
 @pytest.mark.parametrize(

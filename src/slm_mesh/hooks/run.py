@@ -11,6 +11,6 @@ import sys
 
 if __name__ == "__main__":
     sys.path.insert(0, __file__.rsplit("/", 3)[0])
-    from slm_mesh.hooks.main import main
+    from slm_mesh.hooks.main import run
 
-    sys.exit(main(sys.argv[1:]))
+    run(sys.argv[1:])
