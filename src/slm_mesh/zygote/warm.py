@@ -8,7 +8,8 @@ Rules:
 3. A child is tied to its launcher's connection: when the launcher goes away (even by
    SIGKILL) the child is sent SIGTERM, then SIGKILL after ``KILL_AFTER_S``. Signals the
    launcher receives are forwarded. When a child ends, its exit code goes back to the
-   launcher. No child outlives its launcher.
+   launcher. A child whose pid cannot be sent to its launcher (gone already) is killed at
+   once. No child outlives its launcher.
 4. A launcher of another version (upgrade, other venv) is told so; the warm process then
    exits once its own children are done, and a new one is started for the new code.
 5. It exits after ``idle_exit_s`` with no child.
@@ -149,7 +150,15 @@ class WarmProcess:
             pid = os.fork()
             if pid == 0:
                 self._become_session(request, early, fds, conn, listener)  # never returns
-            wire.send(conn, {"pid": pid})
+            try:
+                wire.send(conn, {"pid": pid})
+            except OSError:
+                # The launcher is gone, or serves in-process now: nobody would follow this
+                # server, and a launcher still alive would share the agent's stdin with
+                # it. SIGKILL: SIGTERM could land before the child resets our handler.
+                # _reap reaps it, as any child of ours.
+                os.kill(pid, signal.SIGKILL)
+                raise
         except OSError:
             conn.close()
             return
