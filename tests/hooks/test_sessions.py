@@ -134,3 +134,65 @@ def test_the_briefing_names_the_others_their_locks_and_waiting_messages(
     assert 'Unread messages for you (1):\n- from "backend": auth is moving' in text
     assert "second line" not in text
     assert len(text) <= 1500
+
+
+def updates(settings: Settings) -> list[dict[str, Any]]:
+    client = LineClient(settings.socket_path)
+    try:
+        read = client.call("event.read", types=["peer_updated"])
+        return [event["data"] for event in read["events"]]
+    finally:
+        client.close()
+
+
+def test_a_hooks_only_session_follows_its_agent_to_another_branch_and_repository(
+    settings: Settings, broker: subprocess.Popen[bytes], agent: Agent, tmp_short: Path
+) -> None:
+    agent.output("SessionStart", source="startup")
+    (agent.cwd / ".git" / "HEAD").write_text("ref: refs/heads/other\n")  # git switch other
+    agent.output("UserPromptSubmit", prompt="go on")
+    [peer] = peers(settings)
+    assert (peer["cwd"], peer["git_root"], peer["git_branch"]) == (
+        str(agent.cwd),
+        str(agent.cwd),
+        "other",
+    )
+    second = tmp_short / "second"
+    (second / ".git").mkdir(parents=True)
+    (second / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    agent.output("PostToolUse", tool_name="Bash", tool_input={"command": "ls"}, cwd=str(second))
+    [peer] = peers(settings)
+    assert (peer["cwd"], peer["git_root"], peer["git_branch"]) == (str(second), str(second), "main")
+    client = LineClient(settings.socket_path)
+    try:  # repository-scoped lookups find it where it is now, not where it started
+        found = client.call("peer.list", scope="repo", git_root=str(second))["peers"]
+        assert [p["peer_id"] for p in found] == [peer["peer_id"]]
+        assert client.call("peer.list", scope="repo", git_root=str(agent.cwd))["peers"] == []
+    finally:
+        client.close()
+    moves = [(u["git_root"], u["git_branch"]) for u in updates(settings)]
+    assert moves == [(str(agent.cwd), "other"), (str(second), "main")]
+    agent.output("PostToolUse", tool_name="Bash", tool_input={"command": "ls"}, cwd=str(second))
+    assert len(updates(settings)) == 2  # nothing changed: nothing written, no event
+
+
+def test_the_hooks_leave_the_workspace_the_agents_mcp_server_registered(
+    settings: Settings, broker: subprocess.Popen[bytes], agent: Agent
+) -> None:
+    mcp = LineClient(settings.socket_path)
+    try:
+        mcp.call(
+            "peer.register",
+            name="backend",
+            cwd=str(agent.cwd),
+            git_root=str(agent.cwd),
+            git_branch="feature",
+            pid=agent.pid,
+        )
+        (agent.cwd / ".git" / "HEAD").write_text("ref: refs/heads/other\n")
+        agent.output("UserPromptSubmit", prompt="go on")
+        [peer] = peers(settings)
+        assert (peer["name"], peer["git_branch"]) == ("backend", "feature")
+        assert updates(settings) == []
+    finally:
+        mcp.close()

@@ -21,10 +21,10 @@ def error_code(bench: Bench, conn: int, method: str, **params: Any) -> int:
     return caught.value.code
 
 
-def hooks_session(bench: Bench, pid: int = AGENT_PID, **params: Any) -> Peer:
+def hooks_session(bench: Bench, pid: int = AGENT_PID, cwd: str = "/r", **params: Any) -> Peer:
     conn = bench.new_conn()
     out = bench.call(
-        conn, "peer.register", cwd="/r", agent="codex", pid=pid, lifetime="process", **params
+        conn, "peer.register", cwd=cwd, agent="codex", pid=pid, lifetime="process", **params
     )
     return Peer(conn, out["peer_id"], out["name"], out["resume_token"])
 
@@ -190,3 +190,49 @@ def test_reads_by_an_attached_connection_are_told_to_the_carrying_one(bench: Ben
     bench.call(bench.new_conn(), "message.send", to="backend", body="three")
     bench.call(mcp.conn, "message.inbox")  # its own reads: nothing to tell
     assert [e for e in bench.take() if isinstance(e, ReadElsewhere)] == []
+
+
+def test_a_hooks_session_is_where_its_latest_registration_says(bench: Bench) -> None:
+    where: dict[str, Any] = {"git_root": "/r", "git_branch": "main", "repo": "example.com/r"}
+    hooks = hooks_session(bench, **where)
+    bench.take()
+    writes: list[dict[str, Any]] = []
+    update_peer = bench.store.update_peer
+
+    def counting(peer_id: str, **fields: Any) -> None:
+        writes.append(fields)
+        update_peer(peer_id, **fields)
+
+    bench.store.update_peer = counting  # type: ignore[method-assign]
+    hooks_session(bench, **where)  # every hook registers: nothing changed, nothing written
+    assert (writes, bench.events("peer_updated")) == ([], [])
+    again = hooks_session(bench, cwd="/s/sub", git_root="/s", git_branch="dev")
+    assert again.peer_id == hooks.peer_id
+    view = bench.call(again.conn, "peer.whoami")
+    assert (view["cwd"], view["git_root"], view["git_branch"], view["repo"]) == (
+        "/s/sub",
+        "/s",
+        "dev",
+        None,
+    )
+    [moved] = bench.events("peer_updated")
+    assert moved["data"] == {
+        "peer_id": hooks.peer_id,
+        "name": "codex",
+        "summary": "",
+        "status": "active",
+        "cwd": "/s/sub",
+        "git_root": "/s",
+        "git_branch": "dev",
+        "repo": None,
+    }
+
+
+def test_a_hooks_registration_leaves_the_workspace_its_mcp_server_registered(
+    bench: Bench,
+) -> None:
+    mcp = bench.register("backend", pid=AGENT_PID, git_root="/r", git_branch="main")
+    hooks_session(bench, cwd="/s", git_root="/s", git_branch="dev")
+    view = bench.call(mcp.conn, "peer.whoami")
+    assert (view["cwd"], view["git_root"], view["git_branch"]) == ("/r", "/r", "main")
+    assert bench.events("peer_updated") == []

@@ -15,7 +15,12 @@ Rules:
 5. A session may instead live as long as its agent's process (``lifetime: process``: an
    agent whose hooks speak to the mesh but that runs no MCP server). No connection carries
    it; the broker watches the pid and the session is gone the moment the process exits.
-   Registering so for a pid that already has a live session attaches to that session. A
+   Registering so for a pid that already has a live session attaches to that session;
+   if that session is tied to the process (no connection carries it), the registration's
+   workspace (``cwd``, ``git_root``, ``git_branch``, ``repo``) replaces the session's when
+   it changed, with ``peer_updated``: its hooks register at every call and are the only
+   ones to say where it is now. A session a connection carries keeps the workspace that
+   connection registered (its MCP server owns it). A
    later registration by a connection with the same ``pid`` (the agent's MCP server)
    adopts the session: same id, name, inbox and locks, carried by that connection from
    then on. A session a connection carries is never tied to a process.
@@ -68,7 +73,8 @@ from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound
 from slm_mesh.store import Row
 
 RESERVED_NAMES = frozenset({"all", CLI_NAME, PERSON_ID})
-_REGISTER_FIELDS = ("agent", "pid", "cwd", "git_root", "git_branch", "repo")
+_WORKSPACE_FIELDS = ("cwd", "git_root", "git_branch", "repo")
+_REGISTER_FIELDS = ("agent", "pid", *_WORKSPACE_FIELDS)
 
 
 class Sessions:
@@ -306,6 +312,8 @@ class Sessions:
             self.peer_of[conn_id] = live
             self._remember_agent_session(live, params.get("agent_session"))
             row = self.row(live)
+            if live in self.tied:  # no MCP server carries it: its hooks say where it is
+                row = self._follow(row, params, now)
             return {
                 "peer_id": live,
                 "name": row["name"],
@@ -334,6 +342,23 @@ class Sessions:
                 "attached": True,
             }
         return self._new_peer(conn_id, params, now, carried=False)
+
+    def _follow(self, row: Row, params: dict[str, Any], now: float) -> Row:
+        """A session tied to its process is where its agent's latest hook registered
+        from (rule 5): its workspace fields changed (a ``git switch``, a ``cd`` into
+        another repository) are written, with ``peer_updated``; unchanged, nothing is
+        written (this runs at every hook). ``repo`` is kept when the hook gives none for
+        the same ``git_root`` (the broker could not name it this time)."""
+        moved = {f: params.get(f) for f in _WORKSPACE_FIELDS}
+        if "repo" not in params and moved["git_root"] == row["git_root"]:
+            moved["repo"] = row["repo"]
+        if all(row[f] == value for f, value in moved.items()):
+            return row
+        with self.ctx.transaction():
+            self.store.update_peer(row["id"], **moved)
+            row = {**row, **moved}
+            self._emit_updated(row, row["status"], now, moved)
+        return row
 
     def attach(self, conn_id: ConnId, params: dict[str, Any]) -> dict[str, Any]:
         """Act as a live session on this connection without carrying it (rule 6).
@@ -482,9 +507,12 @@ class Sessions:
         # (The mesh arms the grace timer even if the store refuses to record this.)
         self._record_away(peer_id, now)
 
-    def _emit_updated(self, row: Row, status: str, now: float) -> None:
+    def _emit_updated(
+        self, row: Row, status: str, now: float, moved: dict[str, Any] | None = None
+    ) -> None:
+        """``peer_updated``; with ``moved``, the session's new workspace fields."""
         data = {"peer_id": row["id"], "name": row["name"], "summary": row["summary"]}
-        self.ctx.emit("peer_updated", {**data, "status": status}, now)
+        self.ctx.emit("peer_updated", {**data, "status": status, **(moved or {})}, now)
 
     def record_away(self, peer_id: str, now: float) -> None:
         """The peer is away from ``now`` (its grace runs)."""
