@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,11 @@ def test_events_read_as_sentences() -> None:
         "data": {"path": "/r/a", "holder": "backend", "reason": "forced", "released_by": "dave"},
     }
     assert describe(forced) == "dave released backend's lock on /r/a (forced)"
+    where: dict[str, Any] = {"name": "codex", "status": "active", "summary": "", "cwd": "/s/sub"}
+    moved = {"type": "peer_updated", "data": where}
+    assert describe(moved) == "codex moved to /s/sub"
+    where.update(git_root="/s", git_branch="dev")
+    assert describe(moved) == "codex moved to /s/sub (branch dev)"
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,14 @@ def test_a_summary_change_and_going_away_show_on_the_peer() -> None:
     assert view.peers == {}
 
 
+def test_a_session_that_moved_shows_where_it_is_now() -> None:
+    view = MeshView()
+    view.apply(joined(1, "p1", "alice"))
+    moved = {"cwd": "/s/sub", "git_root": "/s", "git_branch": "dev", "repo": None}
+    view.apply(event(2, "peer_updated", T0 + 5, peer_id="p1", status="active", **moved))
+    assert {k: view.peers["p1"][k] for k in moved} == moved
+
+
 def test_locks_come_and_go_with_their_events() -> None:
     view = MeshView()
     view.apply(event(1, "lock_acquired", **lock("/r/a", "p1", "alice")))
