@@ -464,7 +464,9 @@ def install(
     run ``slm-mesh hook EVENT`` (see ``slm-mesh hook --help``) with this installation's
     absolute paths. ``git`` installs a pre-commit hook in the current repository that
     refuses a commit of files another live session holds (an existing pre-commit hook is
-    kept and runs first).
+    kept and runs first). When the agent's other scope (``--user``, ``--project``) has the
+    hooks too, it warns on stderr: the agent runs the hooks of both, each twice (Claude
+    Code runs a command that is the same in both once); ``--status`` flags it.
     """
     from slm_mesh.cli import cmd_install
 

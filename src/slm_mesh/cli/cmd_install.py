@@ -9,6 +9,7 @@ from typing import Any
 from slm_mesh.cli.outcome import OK, CliError, usage
 from slm_mesh.cli.render import Output, home_relative
 from slm_mesh.install import AGENTS, ConfigError, Plan, plan, project_root
+from slm_mesh.install.scopes import AGENT_NAMES, Twice, in_other_scope
 
 
 def _project(project: bool, user: bool, agent: str | None) -> Path | None:
@@ -51,6 +52,9 @@ def change(out: Output, agent: str, install: bool, project: bool, user: bool, dr
             doc["backup"] = str(backup) if backup else None
         files.append(doc)
     verb = "install" if install else "uninstall"
+    warnings = [twice_warning(the_plan.twice)] if the_plan.twice else []
+    for warning in warnings:  # on stderr, --json or not: it is no error (install/scopes.py)
+        out.note(f"warning: {warning}")
     if out.as_json:
         out.json(
             {
@@ -59,6 +63,7 @@ def change(out: Output, agent: str, install: bool, project: bool, user: bool, dr
                 "dry_run": dry_run,
                 "files": files,
                 "notes": the_plan.notes,
+                "warnings": warnings,
             }
         )
         return OK
@@ -79,6 +84,35 @@ def change(out: Output, agent: str, install: bool, project: bool, user: bool, dr
     return OK
 
 
+def twice_warning(twice: Twice) -> str:
+    """What to tell of our hooks in the other scope too (see :mod:`slm_mesh.install.scopes`)."""
+    where = home_relative(str(twice.path))
+    flag = " --project" if twice.scope == "project" else ""
+    keep = f"keep one: `slm-mesh uninstall {twice.agent}{flag}` takes them out of {where}"
+    name = AGENT_NAMES[twice.agent]
+    said = f"{where} ({twice.scope} scope) has slm-mesh's {twice.agent} hooks too"
+    if twice.runs_twice:
+        return (
+            f"{said}: {name} runs the hooks of both, so each runs twice (every message "
+            f"handed over twice, every tool call waiting for two hooks); {keep}"
+        )
+    return (
+        f"{said}, with the same commands: {name} runs them once, but twice as soon as the "
+        f"two differ (one installed again from another slm-mesh); {keep}"
+    )
+
+
+def _both_scopes(agent: str, project: Path | None, root: Path) -> Twice | None:
+    """Our hooks of ``agent`` in this scope and in the other one too."""
+    from slm_mesh.install.agents import installed_hooks
+
+    try:
+        here = installed_hooks(agent, project)
+    except ConfigError:
+        return None  # (its row says why)
+    return in_other_scope(agent, project, root, here)
+
+
 def status(out: Output) -> int:
     """Where each agent has our hooks and MCP server, and whether they are current."""
     rows: list[dict[str, Any]] = []
@@ -96,6 +130,7 @@ def status(out: Output) -> int:
                 rows.append({"agent": agent, "scope": scope, "installed": None, "error": str(exc)})
                 continue
             paths = [str(s.path) for s in installed.steps if s.change.changed]
+            twice = _both_scopes(agent, project, root) if agent != "git" else None
             rows.append(
                 {
                     "agent": agent,
@@ -103,6 +138,8 @@ def status(out: Output) -> int:
                     "installed": bool(paths),
                     "current": bool(paths) and current,
                     "files": paths,
+                    "hooks_also_in": twice.scope if twice else None,
+                    "hooks_run_twice": bool(twice and twice.runs_twice),
                 }
             )
     if out.as_json:
@@ -118,6 +155,13 @@ def status(out: Output) -> int:
             state = "installed"
         else:
             state = "installed, out of date: run slm-mesh install again"
+        if row.get("hooks_also_in"):
+            other = row["hooks_also_in"]
+            state += (
+                f"; hooks in the {other} scope too: each runs twice, keep one"
+                if row["hooks_run_twice"]
+                else f"; hooks in the {other} scope too (the same: run once)"
+            )
         where = ", ".join(home_relative(p) for p in row.get("files", []))
         table.append([row["agent"], row["scope"], state, where])
     out.table(["AGENT", "SCOPE", "STATE", "FILES"], table)

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slm_mesh.install.files import Change, ConfigError, apply
+
+if TYPE_CHECKING:
+    from slm_mesh.install.scopes import Twice
 
 AGENTS = ("claude", "codex", "gemini", "cursor", "git")
 
@@ -40,6 +44,7 @@ class Plan:
     install: bool
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    twice: Twice | None = None  # installing: our hooks are in the other scope too
 
     @property
     def changed(self) -> bool:
@@ -85,7 +90,7 @@ def plan(agent: str, *, install: bool, project: Path | None) -> Plan:
         from slm_mesh.install import git_hook
 
         return git_hook.plan(install=install, cwd=project or Path.cwd())
-    from slm_mesh.install import agents
+    from slm_mesh.install import agents, scopes
 
     if agent not in AGENTS:
         raise ConfigError(f"unknown agent {agent!r}: one of {', '.join(AGENTS)}")
@@ -93,6 +98,9 @@ def plan(agent: str, *, install: bool, project: Path | None) -> Plan:
     for target in agents.files(agent, project):
         change, what = target.change(install)
         out.steps.append(Step(change, what))
+    if install:
+        root = project_root() if project is None else project
+        out.twice = scopes.in_other_scope(agent, project, root, agents.hooks_to_install(agent))
     if agent == "codex" and install:
         out.notes.append(
             "Codex runs new hooks only once they are trusted: review them in Codex with "

@@ -32,6 +32,7 @@ from slm_mesh.install.entries import (
     mcp_entry,
     merge_hooks,
     merge_server,
+    our_commands,
 )
 from slm_mesh.install.files import Change, ConfigError, dump_json, parse_json, read_text
 
@@ -198,6 +199,39 @@ def files(agent: str, project: Path | None) -> list[JsonFile | codex_toml.TomlFi
             JsonFile(folder / "mcp.json", _server(mcp_entry()), "MCP server"),
         ]
     raise ValueError(agent)
+
+
+HOOKS: dict[str, Callable[[], dict[str, list[dict[str, Any]]]]] = {
+    "claude": claude_hooks,
+    "codex": codex_hooks,
+    "gemini": gemini_hooks,
+    "cursor": cursor_hooks,
+}
+
+
+def hooks_file(agent: str, project: Path | None) -> JsonFile:
+    """The file ``agent``'s hooks are in, at the user's (``project`` None) or the project's
+    scope."""
+    return next(
+        target
+        for target in files(agent, project)
+        if isinstance(target, JsonFile) and "hooks" in target.what
+    )
+
+
+def installed_hooks(agent: str, project: Path | None) -> set[str]:
+    """The commands of our hooks in ``agent``'s hooks file of that scope.
+
+    Raises:
+        ConfigError: the file can't be read or parsed.
+    """
+    path = hooks_file(agent, project).path
+    return our_commands(parse_json(path, read_text(path)))
+
+
+def hooks_to_install(agent: str) -> set[str]:
+    """The commands ``install`` writes for ``agent``'s hooks."""
+    return our_commands({"hooks": HOOKS[agent]()})
 
 
 def _both(first: Any, second: Any) -> Any:

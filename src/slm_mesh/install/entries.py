@@ -106,6 +106,22 @@ def has_hooks(config: dict[str, Any], key: str = "hooks") -> list[str]:
     ]
 
 
+def our_commands(config: dict[str, Any], key: str = "hooks") -> set[str]:
+    """The commands of every hook of ours in ``config`` (each names its event and agent)."""
+    hooks = config.get(key)
+    if not isinstance(hooks, dict):
+        return set()
+    found: set[str] = set()
+    for groups in hooks.values():
+        for group in groups if isinstance(groups, list) else []:
+            if _group_is_ours(group):
+                handlers = group.get("hooks")
+                for handler in handlers if isinstance(handlers, list) else [group]:
+                    if isinstance(handler, dict) and is_ours(handler.get("command")):
+                        found.add(handler["command"])
+    return found
+
+
 def mcp_entry(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"command": slm_mesh_command(), "args": ["mcp"], **(extra or {})}
 
