@@ -117,12 +117,16 @@ def test_a_project_at_the_home_folder_shares_the_users_file(
     assert twice is not None and (twice.scope, twice.path) == ("user", path)
 
 
+@pytest.fixture
+def claude() -> str:
+    return require("claude")
+
+
 @pytest.mark.needs("claude")
 def test_claude_code_runs_a_hook_command_in_both_scopes_once_and_two_different_ones_both(
-    settings: Settings, home: Path, repo: Path, tmp_short: Path
+    settings: Settings, home: Path, repo: Path, tmp_short: Path, claude: str
 ) -> None:
     """What ``RUN_IDENTICAL_ONCE`` says of Claude Code, checked with the real CLI."""
-    claude = require("claude")
     log = tmp_short / "ran"
 
     def hooks(tag: str) -> str:
