@@ -181,11 +181,11 @@ def test_the_log_is_kept_to_a_bound(settings: Settings, agent: Agent) -> None:
 def test_the_stop_hooks_wait_never_outlasts_the_timeout_install_wrote(
     monkeypatch: pytest.MonkeyPatch, value: str, idle: float
 ) -> None:
-    from slm_mesh.hooks import main
+    from slm_mesh.hooks import main, wake
     from slm_mesh.install.agents import claude_hooks
 
     monkeypatch.delenv("CLAUDE_CODE_ENTRYPOINT", raising=False)
-    monkeypatch.setenv(main.WAKE_IDLE_ENV, value)
+    monkeypatch.setenv(wake.WAKE_IDLE_ENV, value)
     assert main.wake_idle_s() == idle
     [stop] = claude_hooks()["Stop"][0]["hooks"]
     assert stop["timeout"] > main.wake_idle_s()  # Claude Code kills it only after

@@ -21,6 +21,7 @@ from slm_mesh.hooks.connection import (
     timeout_s,
 )
 from slm_mesh.hooks.formats import NOTHING, Format, Hook, Reply
+from slm_mesh.hooks.wake import WAKE_IDLE_ENV, WAKE_IDLE_S
 
 MAX_LOG_BYTES = 1 << 20  # hooks.log, then it is hooks.log.1
 TYPE_CHECKING = False
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 USAGE = "usage: slm-mesh hook EVENT [--agent claude|codex|gemini|cursor|git]"
 MAX_INPUT_BYTES = 64 * 1024 * 1024
-# How long the Stop hook waits for a message at most (an idle session, then it gives up).
-WAKE_IDLE_S = 8 * 3600.0
-WAKE_IDLE_ENV = "SLM_MESH_WAKE_IDLE_S"
 PRINT_MODE = "sdk-cli"  # CLAUDE_CODE_ENTRYPOINT of `claude -p`
 AUTOLOCK_ENV = "SLM_MESH_AUTOLOCK"
 AUTOLOCK_TTL_S = 15 * 60.0

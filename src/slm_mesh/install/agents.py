@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slm_mesh.hooks import main as hooks_main
+from slm_mesh.hooks import wake
 from slm_mesh.install import codex_toml, environment
 from slm_mesh.install.entries import (
     has_hooks,
@@ -37,7 +37,7 @@ from slm_mesh.install.entries import (
 from slm_mesh.install.files import Change, ConfigError, dump_json, parse_json, read_text
 
 # The Stop hook waits at most this long for a message: Claude Code must not kill it sooner.
-WAKE_IDLE_S = int(hooks_main.WAKE_IDLE_S)
+WAKE_IDLE_S = int(wake.WAKE_IDLE_S)
 CLAUDE_EDIT_TOOLS = "Edit|Write|MultiEdit|NotebookEdit"
 CODEX_EDIT_TOOLS = "apply_patch|Edit|Write"
 GEMINI_EDIT_TOOLS = "write_file|replace"
