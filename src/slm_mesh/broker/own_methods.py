@@ -64,7 +64,7 @@ async def _shared_status(broker: Broker) -> Any:
         with contextlib.suppress(MeshError):
             # In the mesh's thread, as everything that reads the store (never on the loop).
             counts, size, person = await shared.run_sync(_figures, broker)
-    result = _status(broker, counts, shared.cursor, size, person)
+    result = _status(broker, counts, shared.events.cursor, size, person)
     result["store"] = shared.status()
     return result
 
@@ -134,7 +134,7 @@ def subscribe(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
 
 def _last_seq(broker: Broker) -> int:
     """The last event handed to subscribers (with a shared store, the others' too)."""
-    return broker.shared.cursor if broker.shared is not None else broker.store.last_seq()
+    return broker.shared.events.cursor if broker.shared is not None else broker.store.last_seq()
 
 
 async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[str, Any]) -> Any:
@@ -150,7 +150,7 @@ async def _subscribe_with_replay(broker: Broker, conn: Connection, params: dict[
     wanted = sorted(filt) if filt else None
     while True:
         if shared is not None:
-            upto = shared.cursor
+            upto = shared.events.cursor
             if cursor >= upto:
                 break
             rows = await shared.run_sync(broker.store.events_after, cursor, wanted, REPLAY_PAGE)

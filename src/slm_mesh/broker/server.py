@@ -429,7 +429,9 @@ class Broker:
         for effect in effects:
             if isinstance(effect, Emit):
                 if self.shared is not None:
-                    self.shared.offer(effect.event["seq"], effect.event, self.shared.broker_id)
+                    self.shared.events.offer(
+                        effect.event["seq"], effect.event, self.shared.broker_id
+                    )
                 else:
                     self.fan_out(effect.event)
             elif isinstance(effect, Deliver):

@@ -20,18 +20,14 @@ Rules:
    ``lease_s`` after the start of the last renewal that succeeded: past that the broker
    answers nothing that needs the store, since the others may have taken its sessions
    for away. Each renewal reads the store's clock: mesh time is the store's time.
-4. Events reach subscribers in ``seq`` order, from this broker's transactions and the
-   others' (``NOTIFY``) alike, each once; a gap (a notification lost, or a sequence number
-   a rolled-back transaction used) is filled from the store.
-5. Another broker's event that concerns this one (a message to a peer it carries, a lock
-   that ended while it has callers queued, ...) goes to :meth:`Mesh.remote_event`, in
-   order, from one task; one heard while the store can't be used, once it is back.
+
+What it hears of the others, and how events reach subscribers in order, is
+:mod:`slm_mesh.broker.shared_events`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -42,13 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from slm_mesh.mesh import Deliver, Waiter
-from slm_mesh.mesh.message_views import message_view
+from slm_mesh.mesh import Waiter
 from slm_mesh.protocol.errors import StoreUnavailable
 from slm_mesh.store.errors import SchemaError, StoreUnreachable
 from slm_mesh.store.postgresql import PostgresStore
-from slm_mesh.store.postgresql.liveness import Lease, Listener
+from slm_mesh.store.postgresql.liveness import Lease
 from slm_mesh.store.urls import redact
+
+from .shared_events import RECONNECT_MAX_S, SharedEvents
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -57,9 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STORE_CALL_TIMEOUT_S = 4.0
-RECONNECT_MAX_S = 5.0
 QUIESCE_S = 15.0  # longer than any statement may take (connect.STATEMENT_TIMEOUT_MS)
-CATCH_UP_PAGE = 500
 
 
 class _Job:
@@ -94,20 +89,15 @@ class SharedStore:
         self.lease_s = broker.settings.lease_s
         host = broker.settings.host
         self.lease = Lease(store.url, store.schema, store.broker_id, host, os.getpid())
-        self.listener = Listener(store.url, store.schema)
         self.limiter = trio.CapacityLimiter(1)  # the mesh's thread (rule 1)
         self.lease_limiter = trio.CapacityLimiter(1)  # the lease's thread
         self.available = False
         self.reason = "not connected yet"
         self.held_until = -math.inf  # trio time (rule 3)
         self.offset = 0.0  # the store's clock minus ours
-        self.cursor = 0  # the last event handed to subscribers (rule 4)
-        self._early: dict[int, tuple[dict[str, Any], str, dict[str, Any] | None]] = {}
-        self._catching_up = False
         self._reconnecting = False
-        self._remote_in, self._remote_out = trio.open_memory_channel[Any](math.inf)
-        self._postponed: list[Any] = []  # heard while the store could not be used (rule 5)
         self._jobs_in, self._jobs_out = trio.open_memory_channel[_Job](math.inf)
+        self.events = SharedEvents(self)  # what it hears of the others
 
     # -- availability ----------------------------------------------------------------------
 
@@ -272,14 +262,14 @@ class SharedStore:
         nursery.start_soon(self._run_jobs)
         await self._renew()
         self.available = True
-        self.cursor = await self.run_sync(self.store.last_seq)
+        self.events.cursor = await self.run_sync(self.store.last_seq)
         mesh = self.broker.mesh
         await self.run_sync(mesh.start, self.broker.now())
-        fd = await trio.to_thread.run_sync(self.listener.open)
-        nursery.start_soon(self._listen, fd)
+        fd = await trio.to_thread.run_sync(self.events.listener.open)
+        nursery.start_soon(self.events.listen, fd)
         nursery.start_soon(self._keep_lease)
         nursery.start_soon(self._sweep)
-        nursery.start_soon(self._remote_worker)
+        nursery.start_soon(self.events.run_remote)
 
     async def stop(self) -> None:
         """A clean stop: end the lease so the others need not wait for it."""
@@ -299,7 +289,7 @@ class SharedStore:
     def close(self) -> None:
         """Close the lease's and the listener's connections (the store closes its own)."""
         self.lease.close()
-        self.listener.close()
+        self.events.close()
 
     async def _renew(self) -> None:
         started = trio.current_time()
@@ -366,151 +356,4 @@ class SharedStore:
         gone = await self.run_sync(self.broker.mesh.rejoin, self.broker.now())
         if gone:
             log.warning("sessions gone while the store was out of reach: %s", ", ".join(gone))
-        await self._catch_up()
-        if self._postponed:
-            self._remote_in.send_nowait(None)  # (a look at the lock queue, harmless)
-
-    # -- hearing the others (rules 4, 5) -------------------------------------------------
-
-    async def _listen(self, fd: int) -> None:
-        delay = 0.1
-        while True:
-            try:
-                while True:
-                    await trio.lowlevel.wait_readable(fd)
-                    for payload in self.listener.drain():
-                        self._heard(payload)
-            except StoreUnreachable as exc:
-                self.lost(str(exc))
-            while True:
-                await trio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_S)
-                try:
-                    fd = await trio.to_thread.run_sync(self.listener.open)
-                except StoreUnreachable:
-                    continue
-                delay = 0.1
-                self.broker.system.start_soon(self._catch_up)
-                break
-
-    def _heard(self, payload: str) -> None:
-        try:
-            note = json.loads(payload)
-        except ValueError:
-            log.warning("ignored a notification that is not JSON: %.80r", payload)
-            return
-        origin = note.get("b")
-        if "w" in note:
-            if origin != self.broker_id and self.broker.mesh.locks.mine:
-                self._remote_in.send_nowait(None)
-            return
-        event = note.get("e")
-        if event is not None:
-            event["seq"] = note["s"]
-        self.offer(int(note["s"]), event, origin, note.get("m"))
-
-    def offer(
-        self,
-        seq: int,
-        event: dict[str, Any] | None,
-        origin: str,
-        shared: dict[str, Any] | None = None,
-    ) -> None:
-        """An event was written (here, or heard of, with what the messages it reports
-        share): hand it on in order (rule 4)."""
-        if seq <= self.cursor:
-            return
-        if event is not None and seq == self.cursor + 1:
-            self._hand_on(event, origin, shared)
-            while (nxt := self._early.pop(self.cursor + 1, None)) is not None:
-                self._hand_on(*nxt)
-            return
-        if event is not None:
-            self._early[seq] = (event, origin, shared)
-        if not self._catching_up:
-            self._catching_up = True
-            self.broker.system.start_soon(self._catch_up)
-
-    def _hand_on(
-        self, event: dict[str, Any], origin: str, shared: dict[str, Any] | None = None
-    ) -> None:
-        self.cursor = event["seq"]
-        self.broker.fan_out(event)
-        if origin == self.broker_id:
-            return
-        if shared is not None and event["type"] == "message_sent":
-            self._push_heard(event["data"], shared)  # all a send asks of another broker
-            return
-        if self._concerns_us(event):
-            self._remote_in.send_nowait(event)
-
-    def _push_heard(self, data: dict[str, Any], shared: dict[str, Any]) -> None:
-        """Push the messages of another broker's send to the peers we carry and to those
-        following our person, from what the notification said (no store round trip)."""
-        conns_of = self.broker.mesh.sessions.conns_of
-        effects: list[Any] = []
-        for message_id, peer_id in zip(data["ids"], data["recipients"], strict=True):
-            conns = conns_of(peer_id)
-            if conns:
-                row = {**shared, "id": message_id, "recipient_id": peer_id, "status": "queued"}
-                message = message_view(row)
-                effects.extend(Deliver(conn, message) for conn in conns)
-        self.broker.apply(effects)
-
-    def _concerns_us(self, event: dict[str, Any]) -> bool:
-        """Whether another broker's event may ask something of this one (rule 5)."""
-        sessions = self.broker.mesh.sessions
-        kind, data = event["type"], event["data"]
-        if kind == "message_sent":
-            return any(sessions.conns_of(peer_id) for peer_id in data["recipients"])
-        if kind == "file_edited":
-            return True  # remembered for the edit guard (mesh/edits.py)
-        if kind in ("peer_left", "peer_joined") and data["peer_id"] in sessions.peer_of.values():
-            return True
-        return bool(self.broker.mesh.locks.mine) and kind.startswith(("lock_", "peer_left"))
-
-    async def _catch_up(self) -> None:
-        """Read what was missed from the store, in order (rule 4)."""
-        self._catching_up = True
-        try:
-            while True:
-                rows = await self.run_sync(
-                    self.store.events_with_origin, self.cursor, None, CATCH_UP_PAGE
-                )
-                for row in rows:
-                    if row["seq"] > self.cursor:
-                        origin = row.pop("origin")
-                        self._hand_on(row, origin)
-                for seq in [s for s in self._early if s <= self.cursor]:
-                    del self._early[seq]
-                while (nxt := self._early.pop(self.cursor + 1, None)) is not None:
-                    self._hand_on(*nxt)
-                if len(rows) < CATCH_UP_PAGE and not self._early:
-                    return
-        except StoreUnavailable:
-            pass
-        finally:
-            self._catching_up = False
-
-    async def _remote_worker(self) -> None:
-        mesh = self.broker.mesh
-        async for first in self._remote_out:
-            batch, self._postponed = [*self._postponed, first], []
-            while True:
-                try:
-                    batch.append(self._remote_out.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            if not self.usable():
-                # Handed on already (the cursor is past them): done once back (_rejoin).
-                self._postponed = batch
-                continue
-
-            def handle(items: list[Any], now: float) -> None:
-                for item in items:
-                    if item is None:
-                        mesh.queue_changed(now)
-                    else:
-                        mesh.remote_event(item, now)
-
-            await self.entry("another broker's events", handle, batch, self.broker.now())
+        await self.events.rejoined()
