@@ -141,7 +141,7 @@ async def test_a_session_the_agents_own_hook_ended_is_not_joined_again(
     mesh: Mesh, settings: Settings
 ) -> None:
     """SessionEnd (the agent exits) ends the session from another connection: the server
-    (which exits a moment later) must not bring it back (rule 6 of mcp_server/session.py)."""
+    (which exits a moment later) must not bring it back (rule 6 of mcp_server/link.py)."""
     agent = await mesh.start("leaving")
     await agent.ok("mesh_events", action="subscribe", types=["state_changed"])
     with trio.fail_after(10):

@@ -1,7 +1,7 @@
 """A session that ended under the MCP server's open connection (``peer.detached`` "ended"
 with cause "grace_expired": its broker was cut off from the shared store past the grace)
 is joined again at once, and a tool call the broker refused meanwhile for want of a
-session is sent again rather than failed (mcp_server/session.py rule 7).
+session is sent again rather than failed (mcp_server/link.py rule 6, session.py rule 3).
 
 Here the broker is in process on SQLite and the session is ended as a broker of a shared
 store ends it when its link comes back (``Brokers.rejoin`` finding it gone): the same

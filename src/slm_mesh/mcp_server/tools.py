@@ -200,12 +200,12 @@ class Tools:
         """What the broker's answer to ``step``, sent after ``registrations``
         registrations, makes of the tool call (see :data:`Done`), as :meth:`run` would
         have made it."""
-        if not isinstance(outcome, Response):  # the connection dropped (session rule 4)
+        if not isinstance(outcome, Response):  # the connection dropped (session rule 2)
             if repeatable(step.method, step.params):
                 return None
             return _error(MAYBE_DONE, "connection_lost", None)
         if isinstance(outcome.error, NotRegistered) and self.session.joining_again(registrations):
-            return None  # the session ended under it and joins again: in a task (rule 7)
+            return None  # the session ended under it and joins again: in a task (session rule 3)
         unread: int | None = None
         try:
             if outcome.error is not None:
