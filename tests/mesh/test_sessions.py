@@ -335,7 +335,7 @@ def test_the_reserved_names_all_cli_person_and_the_persons_name_get_a_suffix(
     assert bench.register(PERSON).name == f"{PERSON}-2"
 
 
-# -- a restarted MCP server takes its name back (rule 8) ----------------------------------
+# -- a restarted MCP server takes its name back (rule 5) ----------------------------------
 
 AGENT_PID = 4242
 

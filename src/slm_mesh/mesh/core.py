@@ -50,7 +50,7 @@ READ_ONLY = frozenset(
         "event.read",
     }
 )
-# What a connection whose peer was taken from it may still call (sessions rule 8).
+# What a connection whose peer was taken from it may still call (session_table rule 6).
 DETACHED_MAY = READ_ONLY | {"peer.register"}
 
 
