@@ -218,7 +218,7 @@ class Sessions(SessionTable):
 
     def _follow(self, row: Row, params: dict[str, Any], now: float) -> Row:
         """A session tied to its process is where its agent's latest hook registered
-        from (rule 5): its workspace fields changed (a ``git switch``, a ``cd`` into
+        from (rule 3): its workspace fields changed (a ``git switch``, a ``cd`` into
         another repository) are written, with ``peer_updated``; unchanged, nothing is
         written (this runs at every hook). ``repo`` is kept when the hook gives none for
         the same ``git_root`` (the broker could not name it this time)."""
