@@ -27,7 +27,7 @@ import math
 import signal
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -285,17 +285,8 @@ class Broker:
         if self.conns.pop(conn.id, None) is None:
             return
         self.subscribers.pop(conn.id, None)
-        if self.shared is not None:
-            what = f"cleaning up connection {conn.id}"
-            self.system.start_soon(
-                self.shared.entry, what, self.mesh.disconnected, conn.id, self.now()
-            )
-        else:
-            try:
-                self.mesh.disconnected(conn.id, self.now())
-            except Exception as exc:
-                _log_failure(f"cleaning up connection {conn.id}", exc)
-            self._apply(self.mesh.drain())
+        what = f"cleaning up connection {conn.id}"
+        self._entry(what, self.mesh.disconnected, conn.id, self.now())
         if not self.conns:
             self.all_closed.set()
         self._touch_idle()
@@ -482,30 +473,25 @@ class Broker:
             self.message_waits.wake(data["peer_id"])
 
     def _process_exited(self, peer_id: str) -> None:
-        if self.shared is not None:
-            what = f"ending the session of {peer_id} (its process exited)"
-            self.system.start_soon(
-                self.shared.entry, what, self.mesh.process_exited, peer_id, self.now()
-            )
-            return
-        try:
-            self.mesh.process_exited(peer_id, self.now())
-        except Exception as exc:
-            _log_failure(f"ending the session of {peer_id} (its process exited)", exc)
-        self._apply(self.mesh.drain())
+        what = f"ending the session of {peer_id} (its process exited)"
+        self._entry(what, self.mesh.process_exited, peer_id, self.now())
 
     def _timer_fired(self, kind: str, key: Any) -> None:
+        # (A failed timer re-arms itself to retry.)
+        self._entry(f"{kind} timer for {key!r}", self.mesh.timer_fired, kind, key, self.now())
+
+    def _entry(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """A mesh entry nobody waits on (a closed connection, an exited process, a timer):
+        on the shared store's thread, or here on SQLite with its effects carried out at
+        once; a failure is logged as ``what`` failing."""
         if self.shared is not None:
-            what = f"{kind} timer for {key!r}"
-            self.system.start_soon(
-                self.shared.entry, what, self.mesh.timer_fired, kind, key, self.now()
-            )
+            self.system.start_soon(self.shared.entry, what, fn, *args)
             return
         try:
-            self.mesh.timer_fired(kind, key, self.now())
+            fn(*args)
         except Exception as exc:
-            _log_failure(f"{kind} timer for {key!r}", exc)
-        self._apply(self.mesh.drain())  # a failed timer re-arms itself to retry
+            _log_failure(what, exc)
+        self._apply(self.mesh.drain())
 
 
 def _log_failure(what: str, exc: Exception) -> None:
