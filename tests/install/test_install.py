@@ -113,6 +113,41 @@ def test_claude_install_creates_what_is_missing_and_uninstall_removes_it(
     assert not (home / ".claude.json").exists()
 
 
+def claude_status(slm: Run) -> tuple[bool, bool]:
+    """(installed, current) of Claude at user scope, as ``install --status`` says."""
+    rows = json.loads(slm("install", "--status", "--json").stdout)["agents"]
+    user = next(r for r in rows if r["agent"] == "claude" and r["scope"] == "user")
+    return user["installed"], user["current"]
+
+
+def test_a_handler_of_ours_moved_into_a_group_of_the_users_is_found(slm: Run, home: Path) -> None:
+    """Installing again runs our hook once, not twice; uninstalling leaves none of ours;
+    the user's handler and matcher stay where they were."""
+    settings = home / ".claude" / "settings.json"
+    slm("install", "claude")
+    config = json.loads(settings.read_text())
+    ours = config["hooks"]["PreToolUse"].pop()["hooks"][0]  # moved by hand into theirs:
+    mine = {"type": "command", "command": "echo mine"}
+    config["hooks"]["PreToolUse"].append({"matcher": "Edit|Write", "hooks": [mine, ours]})
+    write(settings, as_claude_writes(config))
+    assert claude_status(slm) == (True, False)  # ours, not as install writes it
+
+    slm("install", "claude")
+    hooks = json.loads(settings.read_text())["hooks"]
+    validate({"hooks": hooks}, "claude-code-settings.json")
+    assert our_commands(hooks)["PreToolUse"] == [ours["command"]]  # once
+    assert {"matcher": "Edit|Write", "hooks": [mine]} in hooks["PreToolUse"]
+    assert claude_status(slm) == (True, True)
+
+    config = json.loads(settings.read_text())
+    group = next(g for g in config["hooks"]["PreToolUse"] if g.get("matcher") == "Edit|Write")
+    group["hooks"].append(config["hooks"]["PreToolUse"].pop()["hooks"][0])  # again by hand
+    write(settings, as_claude_writes(config))
+    slm("uninstall", "claude")
+    left = json.loads(settings.read_text()) if settings.exists() else {}
+    assert left.get("hooks") == {"PreToolUse": [{"matcher": "Edit|Write", "hooks": [mine]}]}
+
+
 def test_an_mcp_entry_of_the_same_name_that_is_not_ours_is_kept(slm: Run, home: Path) -> None:
     theirs = {"mcpServers": {"slm-mesh": {"command": "/opt/fork/slm-mesh-dev", "args": ["serve"]}}}
     text = write(home / ".claude.json", as_claude_writes(theirs))

@@ -9,6 +9,10 @@ Rules:
 2. Our entries sit in matcher groups of their own, appended after the user's. Installing
    again replaces our groups where they are (twice is the same as once); uninstalling
    removes them, then any event list and ``hooks`` object that only we had made non-empty.
+   A handler of ours found in a group of the user's (moved or copied there by hand) is
+   taken out of it either way, the user's handlers and matcher kept (a group left with
+   none goes): else installing again would run our hook twice, and uninstalling would
+   leave it behind.
 """
 
 from __future__ import annotations
@@ -57,6 +61,29 @@ def _group_is_ours(group: Any) -> bool:
     )
 
 
+def _is_our_handler(handler: Any) -> bool:
+    return isinstance(handler, dict) and is_ours(handler.get("command"))
+
+
+def _has_ours(group: Any) -> bool:
+    """A group of ours, or one of the user's with a handler of ours in it (rule 2)."""
+    if _group_is_ours(group):
+        return True
+    handlers = group.get("hooks") if isinstance(group, dict) else None
+    return isinstance(handlers, list) and any(_is_our_handler(h) for h in handlers)
+
+
+def _without_ours(group: Any) -> Any | None:
+    """``group`` without our handlers (rule 2); None when nothing of it is left."""
+    if _group_is_ours(group):
+        return None
+    handlers = group.get("hooks") if isinstance(group, dict) else None
+    if not isinstance(handlers, list) or not any(_is_our_handler(h) for h in handlers):
+        return group
+    theirs = [h for h in handlers if not _is_our_handler(h)]
+    return {**group, "hooks": theirs} if theirs else None
+
+
 def merge_hooks(
     config: dict[str, Any], ours: dict[str, list[dict[str, Any]]], key: str = "hooks"
 ) -> dict[str, Any]:
@@ -70,12 +97,17 @@ def merge_hooks(
     hooks = dict(hooks or {})
     for event in list(hooks):
         groups = hooks[event]
-        if not isinstance(groups, list) or not any(_group_is_ours(g) for g in groups):
+        if not isinstance(groups, list) or not any(_has_ours(g) for g in groups):
             continue
-        kept = [g for g in groups if not _group_is_ours(g)]
+        kept: list[Any] = []
+        at = None  # where our groups go: where the first of ours was
+        for group in groups:
+            if at is None and _group_is_ours(group):
+                at = len(kept)
+            if (left := _without_ours(group)) is not None:
+                kept.append(left)
         if event in ours:
-            first = next(i for i, g in enumerate(groups) if _group_is_ours(g))
-            at = sum(1 for g in groups[:first] if not _group_is_ours(g))
+            at = len(kept) if at is None else at
             kept[at:at] = ours[event]
         if kept:
             hooks[event] = kept
@@ -85,7 +117,7 @@ def merge_hooks(
         present = hooks.get(event)
         if present is None:
             hooks[event] = list(groups)
-        elif isinstance(present, list) and not any(_group_is_ours(g) for g in present):
+        elif isinstance(present, list) and not any(_has_ours(g) for g in present):
             hooks[event] = [*present, *groups]
     if hooks:
         out[key] = hooks
@@ -102,7 +134,7 @@ def has_hooks(config: dict[str, Any], key: str = "hooks") -> list[str]:
     return [
         event
         for event, groups in hooks.items()
-        if isinstance(groups, list) and any(_group_is_ours(g) for g in groups)
+        if isinstance(groups, list) and any(_has_ours(g) for g in groups)
     ]
 
 
@@ -114,10 +146,10 @@ def our_commands(config: dict[str, Any], key: str = "hooks") -> set[str]:
     found: set[str] = set()
     for groups in hooks.values():
         for group in groups if isinstance(groups, list) else []:
-            if _group_is_ours(group):
+            if _has_ours(group):
                 handlers = group.get("hooks")
                 for handler in handlers if isinstance(handlers, list) else [group]:
-                    if isinstance(handler, dict) and is_ours(handler.get("command")):
+                    if _is_our_handler(handler):
                         found.add(handler["command"])
     return found
 
