@@ -235,6 +235,22 @@ def test_the_event_pane_follows_the_newest_unless_the_cursor_was_moved(
     run(scenario)
 
 
+def test_calls_per_second_are_the_meshs_not_tops_own_polling(
+    settings: Settings, broker: subprocess.Popen[bytes]
+) -> None:
+    """Nothing but top speaks to the broker: after a few refreshes calls/s is 0."""
+
+    async def scenario() -> None:
+        async with top(settings) as pilot:
+            app = pilot.app
+            assert isinstance(app, TopApp)
+            await until(pilot, lambda: len(app.view.samples) >= 3, "three refreshes")
+            assert app.view.calls_per_s() == 0
+            assert " 0 calls/s" in header(pilot)
+
+    run(scenario)
+
+
 def test_the_broker_going_away_is_said_and_its_return_noticed(
     settings: Settings, broker: subprocess.Popen[bytes]
 ) -> None:

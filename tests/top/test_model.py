@@ -152,6 +152,18 @@ def test_calls_per_second_come_from_successive_status_counters() -> None:
     assert view.calls_per_s() is None
 
 
+def test_calls_per_second_leave_out_tops_own_calls() -> None:
+    view = MeshView()
+    view.set_status(status(0, calls=100), at=10.0, own_calls=4)
+    view.set_status(status(0, calls=110), at=12.0, own_calls=7)  # 3 of the 10 were top's
+    assert view.calls_per_s() == 7 / 2
+    view.set_status(status(0, calls=114), at=14.0, own_calls=11)  # only top's: none
+    view.set_status(status(0, calls=118), at=16.0, own_calls=15)
+    assert view.rate(1, 2.0) == 0
+    view.set_status(status(0, calls=3), at=18.0, own_calls=17)  # a new broker
+    assert view.calls_per_s() is None
+
+
 def test_messages_per_minute_count_the_messages_of_the_last_minute() -> None:
     view = MeshView()
     for seq, ago in enumerate((90, 50, 10, 1), 1):

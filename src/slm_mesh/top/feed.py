@@ -11,7 +11,8 @@ Rules:
    between (see the rules of :mod:`slm_mesh.top.model`).
 3. Events are the live source. A slow refresh (every :data:`REFRESH_S`, and at once after a
    peer joins) re-reads status, peers and locks for what no event carries: figures, unread
-   counts going down, waiters, a new peer's branch.
+   counts going down, waiters, a new peer's branch. Those calls of its own are counted and
+   left out of the header's calls/s, which is the mesh's traffic, not top's polling.
 4. It connects anonymously, as the person at the shell (:mod:`slm_mesh.person`): what is
    sent or released from here is the person's, not a peer's, and ``top`` never shows up
    among the peers it watches.
@@ -82,6 +83,7 @@ class Feed:
         self.changed = changed
         self.client: MeshClient | None = None
         self._peers_wanted = anyio.Event()
+        self.own_calls = 0  # calls of its own following made so far (rule 3)
 
     async def run(self) -> None:
         """Follow the mesh until cancelled, through any number of broker restarts."""
@@ -111,26 +113,33 @@ class Feed:
         except OSError as exc:
             return f"can't reach the broker: {exc}"
 
+    async def _ask(
+        self, client: MeshClient, method: str, params: dict[str, Any] | None = None
+    ) -> Any:
+        """One call of top's own following (rule 3: counted, so calls/s leaves it out)."""
+        self.own_calls += 1
+        return await client.call(method, params)
+
     async def _follow(self, client: MeshClient) -> str:
-        status = check_status(await client.call("mesh.status"))
+        status = check_status(await self._ask(client, "mesh.status"))
         try:
             return await self._follow_from(client, status)
         except (MethodNotFound, InvalidParams) as exc:  # what top asks is fixed (rule 5)
             raise IncompatibleBroker(status.get("version", "unknown")) from exc
 
     async def _follow_from(self, client: MeshClient, status: dict[str, Any]) -> str:
-        self.view.set_connected(status, at=anyio.current_time())
+        self.view.set_connected(status, at=anyio.current_time(), own_calls=self.own_calls)
         head: int = status["counts"]["last_seq"]
         if self.view.last_seq == 0 or head - self.view.last_seq > BACKLOG:
             # First connection, or away too long to replay: list the latest events only
             # (the snapshots below are newer than all of them).
-            page = await client.call(
-                "event.read", {"after": max(head - BACKLOG, 0), "limit": BACKLOG}
+            page = await self._ask(
+                client, "event.read", {"after": max(head - BACKLOG, 0), "limit": BACKLOG}
             )
             self.view.add_backlog(page["events"])
         after = self.view.last_seq
         await self._snapshot(client)
-        await client.call("event.subscribe", {"after": after})
+        await self._ask(client, "event.subscribe", {"after": after})
         self.changed()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._refresh, client)
@@ -148,8 +157,8 @@ class Feed:
         return "broker stopped"
 
     async def _snapshot(self, client: MeshClient) -> None:
-        peers = await client.call("peer.list", {"include_away": True, "include_unread": True})
-        locks = await client.call("lock.list")
+        peers = await self._ask(client, "peer.list", {"include_away": True, "include_unread": True})
+        locks = await self._ask(client, "lock.list")
         self.view.set_peers(peers["peers"])
         self.view.set_locks(locks["locks"])
 
@@ -162,8 +171,8 @@ class Feed:
                 await self._peers_wanted.wait()
             self._peers_wanted = anyio.Event()
             try:
-                status = await client.call("mesh.status")
-                self.view.set_status(status, at=anyio.current_time())
+                status = await self._ask(client, "mesh.status")
+                self.view.set_status(status, at=anyio.current_time(), own_calls=self.own_calls)
                 await self._snapshot(client)
             except StoreUnavailable as exc:
                 log.debug("refresh postponed: %s", exc)

@@ -53,7 +53,9 @@ class MeshView:
 
     # -- the connection ------------------------------------------------------------------
 
-    def set_connected(self, status: dict[str, Any], at: float | None = None) -> None:
+    def set_connected(
+        self, status: dict[str, Any], at: float | None = None, own_calls: int = 0
+    ) -> None:
         """A connection (again): a log that went backwards is another broker's (its
         database was replaced), so what is listed from the old one goes."""
         if status["counts"]["last_seq"] < self.last_seq:
@@ -63,7 +65,7 @@ class MeshView:
             self.dirty.update(PANES)
         self.connected = True
         self.problem = None
-        self.set_status(status, at)
+        self.set_status(status, at, own_calls)
 
     def set_disconnected(self, problem: str) -> None:
         self.connected = False
@@ -80,9 +82,12 @@ class MeshView:
         self.status = {**self.status, "store": store}
         self.dirty.add("header")
 
-    def set_status(self, status: dict[str, Any], at: float | None = None) -> None:
+    def set_status(
+        self, status: dict[str, Any], at: float | None = None, own_calls: int = 0
+    ) -> None:
         """The broker's status, read at ``at`` (a monotonic clock's seconds): successive
-        samples of its activity counters give the rates of the header."""
+        samples of its activity counters give the rates of the header, less ``own_calls``
+        (the calls top itself has made so far: its polling is not the mesh's traffic)."""
         self.status = status
         self.dirty.add("header")
         if at is None:
@@ -91,9 +96,10 @@ class MeshView:
         activity = status.get("activity")
         if not activity:
             return
-        if self.samples and activity["calls"] < self.samples[-1][1]:
+        calls = activity["calls"] - own_calls
+        if self.samples and calls < self.samples[-1][1]:
             self.samples.clear()  # another broker: its counters started again
-        self.samples.append((at, activity["calls"], activity["messages"]))
+        self.samples.append((at, calls, activity["messages"]))
 
     def rate(self, which: int, window_s: float) -> float | None:
         """Per second over the last ``window_s`` of samples (1: calls, 2: messages); None
