@@ -113,6 +113,49 @@ def test_update_with_nothing_to_change_is_invalid_params(bench: Bench) -> None:
     assert exc.value.code == errors.INVALID_PARAMS
 
 
+def test_update_of_the_branch_writes_it_and_tells_where_the_session_is(bench: Bench) -> None:
+    peer = bench.register("a", git_root="/r", git_branch="main", repo="example.com/r")
+    bench.take()
+    out = bench.call(peer.conn, "peer.update", git_branch="feature-x")
+    assert (out["git_branch"], out["status"]) == ("feature-x", "active")
+    listed = bench.call(bench.new_conn(), "peer.list")["peers"]
+    assert [p["git_branch"] for p in listed] == ["feature-x"]
+    [event] = bench.events("peer_updated")
+    assert event["data"] == {  # the shape a hooks-only session's move has
+        "peer_id": peer.peer_id,
+        "name": "a",
+        "summary": "",
+        "status": "active",
+        "cwd": "/r",
+        "git_root": "/r",
+        "git_branch": "feature-x",
+        "repo": "example.com/r",
+    }
+
+
+def test_update_to_the_branch_the_session_is_on_writes_nothing(bench: Bench) -> None:
+    peer = bench.register("a", git_root="/r", git_branch="main")
+    bench.take()
+    writes: list[dict[str, Any]] = []
+    update_peer = bench.store.update_peer
+
+    def counting(peer_id: str, **fields: Any) -> None:
+        writes.append(fields)
+        update_peer(peer_id, **fields)
+
+    bench.store.update_peer = counting  # type: ignore[method-assign]
+    assert bench.call(peer.conn, "peer.update", git_branch="main")["git_branch"] == "main"
+    assert (writes, bench.events("peer_updated")) == ([], [])
+    bench.call(peer.conn, "peer.update", git_branch="main", summary="s")  # as before
+    assert [e["data"].get("git_branch") for e in bench.events("peer_updated")] == [None]
+
+
+def test_a_branch_over_the_limit_is_too_large(bench: Bench) -> None:
+    peer = bench.register("a", git_root="/r", git_branch="main")
+    with pytest.raises(errors.TooLarge):
+        bench.call(peer.conn, "peer.update", git_branch="b" * 257)
+
+
 def test_peer_list_leaves_out_the_caller_unless_asked(bench: Bench) -> None:
     a, b = bench.register("a"), bench.register("b")
     others = bench.call(a.conn, "peer.list")["peers"]

@@ -30,6 +30,10 @@ Rules:
    token does the same for any session within its grace. A live session's name is never
    taken that way; resuming a session another connection carries moves it, and that
    connection is told (``peer.detached``, session_table rule 6).
+6. A session a connection carries says where it is itself: ``peer.update`` with
+   ``git_branch`` (its MCP server saw the repository switch branch) writes the branch when
+   it changed, with ``peer_updated`` carrying the workspace fields as rule 3's; an
+   unchanged one writes nothing and tells no one.
 """
 
 from __future__ import annotations
@@ -310,14 +314,25 @@ class Sessions(SessionTable):
         return within_budget(rows, limits.max_outgoing_bytes // 8)
 
     def update(self, peer_id: str, params: dict[str, Any], now: float) -> dict[str, Any]:
+        """``peer.update`` (rule 6): the summary and status as given; ``git_branch`` only
+        when it changed, with the session's workspace in the ``peer_updated`` as
+        :meth:`_follow` gives it. Only an unchanged branch to change: nothing written."""
         self._check_summary(params.get("summary"))
-        fields = {k: params[k] for k in ("summary", "status") if k in params}
+        fields: dict[str, Any] = {k: params[k] for k in ("summary", "status") if k in params}
+        moved: dict[str, Any] | None = None
+        if "git_branch" in params:
+            row = self.row(peer_id)
+            if params["git_branch"] != row["git_branch"]:
+                moved = {f: row[f] for f in _WORKSPACE_FIELDS}
+                moved["git_branch"] = fields["git_branch"] = params["git_branch"]
+            elif not fields:
+                return self.view(row)
         if not fields:
-            raise InvalidParams("summary", "give a summary or a status to change")
+            raise InvalidParams("summary", "give a summary, a status or a git_branch to change")
         with self.ctx.transaction():
             self.store.update_peer(peer_id, last_seen=now, **fields)
             row = self.row(peer_id)
-            self._emit_updated(row, row["status"], now)
+            self._emit_updated(row, row["status"], now, moved)
         return self.view(row)
 
     def list(self, caller: str | None, params: dict[str, Any]) -> dict[str, Any]:

@@ -136,10 +136,17 @@ METHOD_LIST: tuple[Method, ...] = (
     ),
     Method(
         "peer.update",
-        "Change this peer's summary or status.",
+        "Change this peer's summary, status or git branch.",
         (
             Param("summary", "string", "what this session is working on"),
             Param("status", "string", "availability", enum=STATUSES),
+            Param(
+                "git_branch",
+                "string",
+                "the branch its repository is on now (written, with peer_updated, only when "
+                "it changed)",
+                max_chars=256,
+            ),
         ),
         "peer",
         session=True,
