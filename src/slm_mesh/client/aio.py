@@ -209,6 +209,18 @@ class MeshClient:
         self._registration = {k: v for k, v in params.items() if k != "resume"}
         return result
 
+    def registered_with(self, field: str) -> Any:
+        """The value of ``field`` the peer registered (or last resumed) with; None when
+        not registered or not given."""
+        return None if self._registration is None else self._registration.get(field)
+
+    def amend_registration(self, **fields: Any) -> None:
+        """From now on, :meth:`reconnect` resumes the peer with these ``fields`` changed
+        (e.g. ``git_branch`` after the repository switched branch). Nothing is sent;
+        nothing happens when not registered."""
+        if self._registration is not None:
+            self._registration = {**self._registration, **fields}
+
     async def unregister(self) -> None:
         """``peer.unregister``, and forget the session so a reconnect does not resume it."""
         self._registration = None

@@ -22,6 +22,7 @@ from slm_mesh.config import Limits
 SLM_MESH = (
     "SLM_MESH_AGENT_PID",
     "SLM_MESH_AUTOLOCK",
+    "SLM_MESH_BRANCH_CHECK_S",
     "SLM_MESH_DATA_DIR",
     "SLM_MESH_GRACE_S",
     "SLM_MESH_HOOK_TIMEOUT_MS",

@@ -20,6 +20,13 @@ Rules:
    once, under the same name if it is free, and the agent is told (:mod:`notices`). One
    that another connection ended on purpose (cause "unregistered": the agent's own
    SessionEnd hook) or resumed ("resumed": a newer server of the agent) is not.
+7. The session's branch follows its repository's (:meth:`BrokerLink.follow_branch`):
+   every :data:`BRANCH_CHECK_S` (``SLM_MESH_BRANCH_CHECK_S``; 0: never) and when
+   ``mesh_status`` asks, the server reads the git dir's ``HEAD`` (one small file; no
+   work on any other tool call), and a branch other than the one the broker has goes
+   out as ``peer.update {git_branch}``; every later registration or resume carries it
+   too. A broker too old to take ``git_branch`` there (it refuses the unknown param) is
+   not asked again: it learns the branch at the next resume.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -50,6 +58,9 @@ RECONNECT_TRY_S = 2.0
 LEAVE_TIMEOUT_S = 0.5
 FIRST_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
+BRANCH_CHECK_S = 3.0
+"""How often the repository's branch is looked at (rule 7), unless
+``SLM_MESH_BRANCH_CHECK_S`` says otherwise."""
 
 
 def registration_params(client_name: str | None) -> dict[str, Any]:
@@ -70,6 +81,19 @@ def registration_params(client_name: str | None) -> dict[str, Any]:
     if name:
         params["name"] = name
     return params
+
+
+def branch_check_interval() -> float:
+    """Seconds between two looks at the repository's branch (rule 7); 0: never."""
+    raw = os.environ.get("SLM_MESH_BRANCH_CHECK_S", "").strip()
+    if not raw:
+        return BRANCH_CHECK_S
+    try:
+        value = float(raw)
+    except ValueError:
+        log.warning("SLM_MESH_BRANCH_CHECK_S=%r is not a number; using %s", raw, BRANCH_CHECK_S)
+        return BRANCH_CHECK_S
+    return value if value > 0 else 0.0
 
 
 class BrokerLink:
@@ -100,6 +124,12 @@ class BrokerLink:
         """Registrations so far: a call refused for want of a session compares (session
         rule 3)."""
         self._rejoin_wanted = anyio.Event()
+        self._git_dir: Path | None = None
+        self._told_branch: str | None = None
+        """The branch the broker has for this session, as far as this server knows."""
+        self._branch_updates = True
+        """Whether the broker takes ``peer.update {git_branch}`` (rule 7)."""
+        self._branch_wanted = anyio.Event()
 
     # -- what the MCP side tells us ------------------------------------------------------
 
@@ -174,6 +204,7 @@ class BrokerLink:
         if self._resume_token:  # an earlier client of this process registered: be that peer
             params["resume"] = self._resume_token
         registered = await client.register(**params)
+        self._told_branch = params.get("git_branch")
         self.forget_unread()
         self.peer_name = registered.get("name")
         if self.joined_seq is None and isinstance(registered.get("last_seq"), int):
@@ -270,6 +301,7 @@ class BrokerLink:
                     delay = min(delay * 2, MAX_BACKOFF_S)
                     continue
                 self.forget_unread()  # pushes may have been lost with the old connection
+                self._told_branch = client.registered_with("git_branch")  # the resume's
                 registered = client.peer_id is not None
                 log.info(
                     "reconnected to the broker; peer %s", client.peer_id if registered else "-"
@@ -286,6 +318,74 @@ class BrokerLink:
             await client.call("event.subscribe", params)
         except (ConnectionLost, MeshError) as exc:
             log.warning("could not renew the event subscription: %s", exc)
+
+    # -- the branch (rule 7) ----------------------------------------------------------------
+
+    async def follow_branch(self) -> None:
+        """Tell the broker when the repository switches branch (rule 7). Runs until
+        cancelled; returns at once when the check is off."""
+        interval = branch_check_interval()
+        if interval <= 0:
+            return
+        while True:
+            with anyio.move_on_after(interval):
+                await self._branch_wanted.wait()
+            self._branch_wanted = anyio.Event()
+            if self.notice_branch():
+                await self._tell_branch()
+
+    def notice_branch(self) -> bool:
+        """Read the branch now; the registration takes it. True when the broker has
+        another (whether or not it can be told now). One read of ``HEAD``, no waiting."""
+        git_dir = self._find_git_dir()
+        if git_dir is None:
+            return False
+        branch = workspace.read_branch(git_dir)
+        if branch is None:
+            return False
+        if branch != self.registration.get("git_branch"):
+            self.registration = {**self.registration, "git_branch": branch}
+        return branch != self._told_branch
+
+    def wake_branch_check(self) -> None:
+        """Have :meth:`follow_branch` tell the broker now, if the branch moved."""
+        if self.notice_branch():
+            self._branch_wanted.set()
+
+    def _find_git_dir(self) -> Path | None:
+        """The git dir around the registered cwd, found once (None: not in a checkout)."""
+        if self._git_dir is None:
+            if not self.registration.get("git_root") or self.cwd is None:
+                return None
+            self._git_dir = workspace.find_git(Path(self.cwd))[1]
+        return self._git_dir
+
+    async def _tell_branch(self) -> None:
+        from slm_mesh.client.wire import ConnectionLost
+        from slm_mesh.protocol.errors import InvalidParams, NotRegistered
+
+        branch = self.registration["git_branch"]
+        client = self._client
+        if client is None:
+            return  # the next registration carries it
+        client.amend_registration(git_branch=branch)  # and so does a resume
+        if not (self._branch_updates and self._registered.is_set() and client.connected):
+            return
+        try:
+            await client.call("peer.update", {"git_branch": branch})
+        except (ConnectionLost, NotRegistered):
+            return  # the resume or the joining again carries it
+        except MeshError as exc:
+            field = exc.data.get("field") if isinstance(exc.data, dict) else None
+            if isinstance(exc, InvalidParams) and field == "git_branch":
+                log.info("the broker takes no git_branch in peer.update: it learns it at a resume")
+                self._branch_updates = False
+                return
+            log.warning("could not tell the broker the branch %s: %s", branch, exc)
+            return  # the next check tries again
+        if client is self._client:
+            self._told_branch = branch
+        log.info("on branch %s now", branch)
 
     def _note_failure(self, exc: BaseException) -> None:
         self._failure = str(exc) or type(exc).__name__

@@ -221,6 +221,7 @@ async def run(
             read_stream.intercept = fast.intercept
             nursery.start_soon(_stop_on_signal, stop)
             nursery.start_soon(session.run, connection.initialized)
+            nursery.start_soon(session.follow_branch)
             nursery.start_soon(forwarder.run, connection, write_stream.eager)
             nursery.start_soon(serve_until_eof)
             await stop.wait()

@@ -4,7 +4,8 @@ their result is made of its answer.
 Split in two so the same code serves both ways a tool runs (:mod:`slm_mesh.mcp_server.tools`):
 awaited in a task, or sent at once with its answer handled by the broker connection's
 reader, without a task (:mod:`slm_mesh.mcp_server.fastcall`). Both halves are pure: no I/O,
-no waiting.
+no waiting; but ``mesh_status``'s plan reads the branch first (one small file, link rule 7),
+as it shows the session's own.
 """
 
 from __future__ import annotations
@@ -221,6 +222,8 @@ def status(session: MeshSession) -> Plan:
     """``mesh_status`` of ``session``: the broker's status and this session's own."""
 
     def plan(args: Args) -> Step:
+        session.wake_branch_check()  # the branch shown is the current one (link rule 7)
+
         def finish(broker: Any) -> Outcome:
             you = views.compact(
                 {
