@@ -9,6 +9,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,23 @@ from slm_mesh.client.address import BrokerUnreachable
 from slm_mesh.client.aio import MeshClient
 from slm_mesh.config import Settings
 from tests.mcp.harness import Mesh, wait_gone
+from tests.wire import broker_env, stop_process, wait_for_socket, wait_for_started
 
 FOLLOW_BOUND_S = 10.0
 RESTART_BOUND_S = 30.0
 POLL_S = 0.02
 QUICK_CHECKS = {"SLM_MESH_BRANCH_CHECK_S": "0.02"}
 NO_TIMER = {"SLM_MESH_BRANCH_CHECK_S": "3600"}  # only mesh_status looks
+# A broker from before peer.update took git_branch: it refuses the param as unknown.
+OLD_BROKER = """
+import sys
+from slm_mesh.protocol.table import METHODS
+del METHODS["peer.update"].by_name["git_branch"]
+from slm_mesh.entry import main
+sys.argv = ["slm-mesh", "broker"]
+raise SystemExit(main())
+"""
+REFUSED = "the broker takes no git_branch in peer.update"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -45,6 +58,36 @@ def repo(tmp_path: Path) -> Path:
     git(root, "init", "-q", "-b", "main")
     git(root, "commit", "-q", "--allow-empty", "-m", "first")
     return root
+
+
+@contextlib.contextmanager
+def old_broker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A broker that refuses ``peer.update {git_branch}``; stopped by its pid at the end."""
+    log = open(settings.data_dir.parent / "old-broker.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OLD_BROKER],
+        env=broker_env(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_for_socket(settings.socket_path, proc)
+        wait_for_started(settings.pid_path, proc)
+        yield proc
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+async def wait_connected(settings: Settings, peer_id: str) -> dict[str, Any]:
+    """The peer, once a broker answers and the peer's server has resumed it there."""
+    while True:  # no event to wait on before the new broker is up
+        with contextlib.suppress(BrokerUnreachable):
+            peer = await peer_at_broker(settings, peer_id)
+            if peer["connected"]:
+                return peer
+        await trio.sleep(POLL_S)
 
 
 async def peer_at_broker(settings: Settings, peer_id: str) -> dict[str, Any]:
@@ -145,10 +188,28 @@ async def test_mesh_status_looks_at_once_and_a_restart_resumes_on_the_new_branch
     # The server starts a broker and resumes; the resume must not take the session back
     # to the branch the server started on (no check runs meanwhile: NO_TIMER).
     with trio.fail_after(RESTART_BOUND_S):
-        while True:  # no event to wait on before the new broker is up
-            with contextlib.suppress(BrokerUnreachable):
-                peer = await peer_at_broker(settings, peer_id)
-                if peer["connected"]:
-                    break
-            await trio.sleep(POLL_S)
+        peer = await wait_connected(settings, peer_id)
     assert peer["git_branch"] == "hotfix"
+
+
+async def test_an_older_broker_is_not_asked_again_and_learns_the_branch_at_the_resume(
+    mesh: Mesh, settings: Settings, repo: Path
+) -> None:
+    with old_broker(settings) as old:
+        agent = await mesh.start("dev", cwd=repo, SLM_MESH_MCP_LOG="INFO", **QUICK_CHECKS)
+        peer_id = (await agent.ok("mesh_status"))["you"]["peer_id"]
+        [log] = mesh.log_dir.glob("mcp-dev-*.log")
+        git(repo, "switch", "-q", "-c", "feature-x")
+        with trio.fail_after(FOLLOW_BOUND_S):
+            while REFUSED not in log.read_text():  # noqa: ASYNC110 - a log line: no event
+                await trio.sleep(POLL_S)
+        assert (await agent.ok("mesh_status"))["you"]["git_branch"] == "feature-x"
+        assert (await peer_at_broker(settings, peer_id))["git_branch"] == "main"
+        old.kill()  # replaced by a current broker, which the server starts
+        old.wait()
+    with trio.fail_after(RESTART_BOUND_S):
+        peer = await wait_connected(settings, peer_id)
+    assert peer["git_branch"] == "feature-x"  # the resume carried it
+    git(repo, "switch", "-q", "-c", "third")  # and the new broker is told of a switch
+    await wait_branch(settings, peer_id, "third")
+    assert log.read_text().count(REFUSED) == 1  # asked once, not at every check

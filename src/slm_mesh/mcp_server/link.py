@@ -26,7 +26,8 @@ Rules:
    work on any other tool call), and a branch other than the one the broker has goes
    out as ``peer.update {git_branch}``; every later registration or resume carries it
    too. A broker too old to take ``git_branch`` there (it refuses the unknown param) is
-   not asked again: it learns the branch at the next resume.
+   not asked again on that connection: it learns the branch at the next resume, and the
+   broker found after a reconnect (maybe a newer one) is asked again.
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ class BrokerLink:
             params["resume"] = self._resume_token
         registered = await client.register(**params)
         self._told_branch = params.get("git_branch")
+        self._branch_updates = True  # maybe another broker than the one that refused it
         self.forget_unread()
         self.peer_name = registered.get("name")
         if self.joined_seq is None and isinstance(registered.get("last_seq"), int):
@@ -302,6 +304,7 @@ class BrokerLink:
                     continue
                 self.forget_unread()  # pushes may have been lost with the old connection
                 self._told_branch = client.registered_with("git_branch")  # the resume's
+                self._branch_updates = True  # maybe a newer broker (rule 7)
                 registered = client.peer_id is not None
                 log.info(
                     "reconnected to the broker; peer %s", client.peer_id if registered else "-"
