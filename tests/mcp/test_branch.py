@@ -171,6 +171,17 @@ async def test_a_detached_head_shows_as_the_hooks_show_it(
     assert (await agent.ok("mesh_status"))["you"]["git_branch"] == detached
 
 
+async def test_mesh_peers_looks_at_once_and_shows_the_session_where_it_is_now(
+    mesh: Mesh, settings: Settings, repo: Path
+) -> None:
+    agent = await mesh.start("dev", cwd=repo, **NO_TIMER)
+    peer_id = (await agent.ok("mesh_status"))["you"]["peer_id"]
+    git(repo, "switch", "-q", "-c", "feature-x")
+    [me] = (await agent.ok("mesh_peers", include_self=True))["peers"]
+    assert (me["peer_id"], me["git_branch"]) == (peer_id, "feature-x")
+    await wait_branch(settings, peer_id, "feature-x")  # the broker is told at once too
+
+
 async def test_mesh_status_looks_at_once_and_a_restart_resumes_on_the_new_branch(
     mesh: Mesh, settings: Settings, repo: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from slm_mesh.mcp_server import workspace
@@ -41,3 +42,33 @@ def test_outside_any_checkout_there_is_only_the_cwd(tmp_path: Path) -> None:
 def test_an_unreadable_head_gives_a_root_without_a_branch(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     assert workspace.detect(tmp_path) == workspace.Workspace(str(tmp_path), str(tmp_path), None)
+
+
+def test_head_reads_the_branch_again_once_git_replaced_the_file(tmp_path: Path) -> None:
+    git_dir = tmp_path / ".git"
+    git_dir.mkdir()
+    (git_dir / "HEAD").write_text("ref: refs/heads/main\n")
+    head = workspace.Head(tmp_path / "sub")  # found from below, as a cwd is
+    assert head.branch() == "main"
+    (git_dir / "HEAD.lock").write_text("ref: refs/heads/feature-x\n")  # as git switches
+    (git_dir / "HEAD.lock").replace(git_dir / "HEAD")
+    assert head.branch() == "feature-x"
+
+
+def test_head_rereads_on_request_what_a_stat_can_not_tell_apart(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    path = tmp_path / ".git" / "HEAD"
+    path.write_text("ref: refs/heads/aaaa\n")
+    head = workspace.Head(tmp_path)
+    assert head.branch() == "aaaa"
+    before = path.stat()
+    path.write_text("ref: refs/heads/bbbb\n")  # in place, same size, same mtime
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert head.branch() == "aaaa"  # the stat is all it looks at
+    assert head.branch(reread=True) == "bbbb"
+
+
+def test_head_outside_a_checkout_or_unreadable_has_no_branch(tmp_path: Path) -> None:
+    assert workspace.Head(tmp_path).branch() is None
+    (tmp_path / ".git").mkdir()
+    assert workspace.Head(tmp_path).branch() is None

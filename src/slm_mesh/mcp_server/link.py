@@ -21,13 +21,14 @@ Rules:
    that another connection ended on purpose (cause "unregistered": the agent's own
    SessionEnd hook) or resumed ("resumed": a newer server of the agent) is not.
 7. The session's branch follows its repository's (:meth:`BrokerLink.follow_branch`):
-   every :data:`BRANCH_CHECK_S` (``SLM_MESH_BRANCH_CHECK_S``; 0: never) and when
-   ``mesh_status`` asks, the server reads the git dir's ``HEAD`` (one small file; no
-   work on any other tool call), and a branch other than the one the broker has goes
-   out as ``peer.update {git_branch}``; every later registration or resume carries it
-   too. A broker too old to take ``git_branch`` there (it refuses the unknown param) is
-   not asked again on that connection: it learns the branch at the next resume, and the
-   broker found after a reconnect (maybe a newer one) is asked again.
+   every :data:`BRANCH_CHECK_S` (``SLM_MESH_BRANCH_CHECK_S``; 0: never) the server reads
+   the git dir's ``HEAD``, and before answering ``mesh_peers`` or ``mesh_status`` it
+   stats it (read only when it changed; no work on any other tool call); a branch other
+   than the one the broker has goes out as ``peer.update {git_branch}``; every later
+   registration or resume carries it too. A broker too old to take ``git_branch`` there
+   (it refuses the unknown param) is not asked again on that connection: it learns the
+   branch at the next resume, and the broker found after a reconnect (maybe a newer one)
+   is asked again.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class BrokerLink:
         """Registrations so far: a call refused for want of a session compares (session
         rule 3)."""
         self._rejoin_wanted = anyio.Event()
-        self._git_dir: Path | None = None
+        self._head: workspace.Head | None = None
         self._told_branch: str | None = None
         """The branch the broker has for this session, as far as this server knows."""
         self._branch_updates = True
@@ -334,16 +335,18 @@ class BrokerLink:
             with anyio.move_on_after(interval):
                 await self._branch_wanted.wait()
             self._branch_wanted = anyio.Event()
-            if self.notice_branch():
+            if self.notice_branch(reread=True):
                 await self._tell_branch()
 
-    def notice_branch(self) -> bool:
-        """Read the branch now; the registration takes it. True when the broker has
-        another (whether or not it can be told now). One read of ``HEAD``, no waiting."""
-        git_dir = self._find_git_dir()
-        if git_dir is None:
-            return False
-        branch = workspace.read_branch(git_dir)
+    def notice_branch(self, *, reread: bool = False) -> bool:
+        """Look at the branch now (a stat of ``HEAD``; read only when it changed, or with
+        ``reread``); the registration takes it. True when the broker has another (whether
+        or not it can be told now). No waiting."""
+        if self._head is None:
+            if not self.registration.get("git_root") or self.cwd is None:
+                return False
+            self._head = workspace.Head(Path(self.cwd))
+        branch = self._head.branch(reread=reread)
         if branch is None:
             return False
         if branch != self.registration.get("git_branch"):
@@ -354,14 +357,6 @@ class BrokerLink:
         """Have :meth:`follow_branch` tell the broker now, if the branch moved."""
         if self.notice_branch():
             self._branch_wanted.set()
-
-    def _find_git_dir(self) -> Path | None:
-        """The git dir around the registered cwd, found once (None: not in a checkout)."""
-        if self._git_dir is None:
-            if not self.registration.get("git_root") or self.cwd is None:
-                return None
-            self._git_dir = workspace.find_git(Path(self.cwd))[1]
-        return self._git_dir
 
     async def _tell_branch(self) -> None:
         from slm_mesh.client.wire import ConnectionLost

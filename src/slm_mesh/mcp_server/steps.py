@@ -4,8 +4,8 @@ their result is made of its answer.
 Split in two so the same code serves both ways a tool runs (:mod:`slm_mesh.mcp_server.tools`):
 awaited in a task, or sent at once with its answer handled by the broker connection's
 reader, without a task (:mod:`slm_mesh.mcp_server.fastcall`). Both halves are pure: no I/O,
-no waiting; but ``mesh_status``'s plan reads the branch first (one small file, link rule 7),
-as it shows the session's own.
+no waiting; but ``mesh_peers``' and ``mesh_status``' plans look at the branch first (a stat
+of one file, link rule 7), as they show the session's own.
 """
 
 from __future__ import annotations
@@ -41,16 +41,27 @@ class Step:
 Plan = Callable[[Args], Step | None]
 
 
-def peers(args: Args) -> Step:
-    params = {
-        "scope": args.choice("scope", SCOPES, "mesh"),
-        "include_self": args.flag("include_self", False),
-    }
+def peers(session: MeshSession) -> Plan:
+    """``mesh_peers`` of ``session``: it looks at its branch first (link rule 7), and its
+    own entry (``include_self``) shows the branch it is on now, which the broker may
+    learn a moment after this answer."""
 
-    def finish(result: Any) -> Outcome:
-        return {"peers": [views.peer(p) for p in result["peers"]]}, None
+    def plan(args: Args) -> Step:
+        session.wake_branch_check()
+        include_self = args.flag("include_self", False)
+        params = {"scope": args.choice("scope", SCOPES, "mesh"), "include_self": include_self}
 
-    return Step("peer.list", params, finish)
+        def finish(result: Any) -> Outcome:
+            listed = [views.peer(p) for p in result["peers"]]
+            here = session.registration.get("git_branch")
+            for peer in listed if include_self and here else ():
+                if peer.get("peer_id") == session.peer_id:
+                    peer["git_branch"] = here
+            return {"peers": listed}, None
+
+        return Step("peer.list", params, finish)
+
+    return plan
 
 
 def summary(args: Args) -> Step:

@@ -113,7 +113,7 @@ class Tools:
         """``mesh_events`` read: the last seq returned (None before the first read)."""
         # One broker call each (mcp_server.steps): run in a task or without one.
         self._steps: dict[str, steps.Plan] = {
-            "mesh_peers": steps.peers,
+            "mesh_peers": steps.peers(session),
             "mesh_summary": steps.summary,
             "mesh_send": steps.send,
             "mesh_inbox": steps.inbox,

@@ -8,6 +8,7 @@ worktree or submodule) points with ``gitdir: …`` at the real git dir; its ``HE
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,34 @@ def detect(cwd: Path | None = None) -> Workspace:
     return Workspace(
         str(where), str(root), read_branch(git_dir), repository.identity(root, git_dir)
     )
+
+
+class Head:
+    """The branch of the checkout around ``cwd``, looked at again and again cheaply: the
+    ``HEAD`` file is read again only when a stat of it differs (git replaces it at every
+    switch), or when asked to (``reread``: a rewrite in place within the file system's
+    time granularity keeps size and mtime)."""
+
+    def __init__(self, cwd: Path) -> None:
+        git_dir = find_git(cwd)[1]
+        self._head = None if git_dir is None else str(git_dir / "HEAD")
+        self._seen: tuple[int, int, int] | None = None
+        self._branch: str | None = None
+
+    def branch(self, *, reread: bool = False) -> str | None:
+        """The checked-out branch (as :func:`read_branch`); None outside a checkout or
+        while ``HEAD`` can't be read."""
+        if self._head is None:
+            return None
+        try:
+            st = os.stat(self._head)
+        except OSError:
+            return None
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if reread or seen != self._seen:
+            self._seen = seen
+            self._branch = read_branch(Path(self._head).parent)
+        return self._branch
 
 
 def find_git(start: Path) -> tuple[Path | None, Path | None]:
