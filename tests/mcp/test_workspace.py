@@ -72,3 +72,17 @@ def test_head_outside_a_checkout_or_unreadable_has_no_branch(tmp_path: Path) -> 
     assert workspace.Head(tmp_path).branch() is None
     (tmp_path / ".git").mkdir()
     assert workspace.Head(tmp_path).branch() is None
+
+
+def test_head_of_a_worktree_is_the_one_its_gitdir_file_names(tmp_path: Path) -> None:
+    real = tmp_path / "main" / ".git" / "worktrees" / "wt"
+    real.mkdir(parents=True)
+    (real / "HEAD").write_text("ref: refs/heads/hotfix\n")
+    (tmp_path / "main" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    tree = tmp_path / "wt"
+    tree.mkdir()
+    (tree / ".git").write_text("gitdir: ../main/.git/worktrees/wt\n")
+    head = workspace.Head(tree)
+    assert head.branch() == "hotfix"
+    (real / "HEAD").write_text("ref: refs/heads/hotfix-2\n")
+    assert head.branch() == "hotfix-2"
