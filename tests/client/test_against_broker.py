@@ -86,6 +86,22 @@ async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(
                 ]
 
 
+async def test_a_reconnect_resumes_with_the_registration_as_amended(settings: Settings) -> None:
+    with broker_process(settings) as first:
+        async with MeshClient.open(settings) as c:
+            await c.register(name="backend", cwd="/repo", git_root="/repo", git_branch="main")
+            c.amend_registration(git_branch="feature-x")  # the checkout switched branch
+            first.send_signal(signal.SIGKILL)
+            await trio.to_thread.run_sync(first.wait)
+            with trio.fail_after(5), pytest.raises(ConnectionLost):
+                await c.call("mesh.ping")
+            with broker_process(settings):
+                with trio.fail_after(15):
+                    await c.reconnect(retry_for=10)
+                me = await c.call("peer.whoami")
+                assert (me["git_branch"], c.registered_with("git_branch")) == ("feature-x",) * 2
+
+
 async def test_a_push_sent_before_an_answer_is_counted_by_the_time_the_caller_resumes(
     settings: Settings,
 ) -> None:

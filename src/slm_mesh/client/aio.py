@@ -217,7 +217,8 @@ class MeshClient:
     def amend_registration(self, **fields: Any) -> None:
         """From now on, :meth:`reconnect` resumes the peer with these ``fields`` changed
         (e.g. ``git_branch`` after the repository switched branch). Nothing is sent;
-        nothing happens when not registered."""
+        nothing happens when not registered. A resume already under way goes with what
+        it had: :meth:`registered_with` says what the broker was told."""
         if self._registration is not None:
             self._registration = {**self._registration, **fields}
 
@@ -316,8 +317,9 @@ class MeshClient:
                 conn, "mesh.hello", hello_params(self._client_name, address.token)
             )
             resumed = None
-            if self._registration is not None:
-                params = {**self._registration, "resume": self.resume_token}
+            registration = self._registration
+            if registration is not None:
+                params = {**registration, "resume": self.resume_token}
                 resumed = await self._call_on(conn, "peer.register", params)
         except BaseException:
             conn.close()
@@ -326,6 +328,8 @@ class MeshClient:
         self.hello = hello
         if resumed is not None:
             self._remember(resumed)
+            if self._registration is not None:  # what the broker has now, amended or not
+                self._registration = registration
         return conn
 
     def _shut(self) -> None:

@@ -367,7 +367,9 @@ class BrokerLink:
         if client is None:
             return  # the next registration carries it
         client.amend_registration(git_branch=branch)  # and so does a resume
-        if not (self._branch_updates and self._registered.is_set() and client.connected):
+        if self._leaving or not self._branch_updates:
+            return
+        if not (self._registered.is_set() and client.connected):
             return
         try:
             await client.call("peer.update", {"git_branch": branch})
