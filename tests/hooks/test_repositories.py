@@ -133,3 +133,33 @@ def test_a_lock_the_hooks_took_in_one_clone_holds_in_the_other(
             assert refused["data"]["holders"][0]["agent"] == "claude-code"
     finally:
         other.close()
+
+
+def test_a_hooks_only_session_that_moves_is_found_in_its_new_repository(
+    settings: Settings, broker: subprocess.Popen[bytes], tmp_short: Path
+) -> None:
+    """Following the agent (mesh/sessions.py rule 3) on this store: the broker names the
+    repository it moved into, and ``scope: repo`` finds it there, not where it started."""
+    here = repository(tmp_short / "here", REMOTE)
+    elsewhere = repository(tmp_short / "elsewhere", "git@github.com:acme/lib.git")
+    git(elsewhere, "switch", "-q", "-c", "dev")
+    watcher = LineClient(settings.socket_path)
+    try:
+        with agent_process(settings, here, kind="claude") as agent:
+            agent.output("SessionStart", source="startup")
+            [mine] = watcher.call("peer.list", scope="repo", repo=IDENTITY)["peers"]
+            agent.output("UserPromptSubmit", prompt="go on", cwd=str(elsewhere))
+            found = watcher.call("peer.list", scope="repo", repo="github.com/acme/lib")["peers"]
+            assert [(p["peer_id"], p["git_root"], p["git_branch"]) for p in found] == [
+                (mine["peer_id"], str(elsewhere), "dev")
+            ]
+            assert watcher.call("peer.list", scope="repo", repo=IDENTITY)["peers"] == []
+            read = watcher.call("event.read", types=["peer_updated"])
+            assert [(e["data"]["repo"], e["data"]["git_branch"]) for e in read["events"]] == [
+                ("github.com/acme/lib", "dev")
+            ]
+            agent.output("UserPromptSubmit", prompt="again", cwd=str(elsewhere))
+            again = watcher.call("event.read", types=["peer_updated"])["events"]
+            assert len(again) == 1  # where it was: nothing written, no event
+    finally:
+        watcher.close()
