@@ -102,6 +102,44 @@ async def test_a_reconnect_resumes_with_the_registration_as_amended(settings: Se
                 assert (me["git_branch"], c.registered_with("git_branch")) == ("feature-x",) * 2
 
 
+async def test_an_amend_made_while_a_resume_is_under_way_goes_with_the_next(
+    settings: Settings,
+) -> None:
+    """The resume sent the registration as it was (``registered_with`` says so); the
+    amend made meanwhile (here from the push of a message the resume hands over) is not
+    lost: the next resume carries it."""
+    amends: list[str] = []
+
+    def on_push(method: str, params: object) -> None:
+        if method == "message" and not amends:  # read while the resume waits its answer
+            amends.append("feature-y")
+            c.amend_registration(git_branch="feature-y")
+
+    with broker_process(settings) as first:
+        async with MeshClient.open(settings, on_push=on_push) as c:
+            await c.register(name="backend", cwd="/repo", git_branch="main")
+            first.send_signal(signal.SIGKILL)
+            await trio.to_thread.run_sync(first.wait)
+            with trio.fail_after(5), pytest.raises(ConnectionLost):
+                await c.call("mesh.ping")
+            with broker_process(settings) as second:
+                async with MeshClient.open(settings) as other:
+                    await other.call("message.send", {"to": "backend", "body": "queued"})
+                with trio.fail_after(15):
+                    await c.reconnect(retry_for=10)
+                assert amends == ["feature-y"]
+                assert c.registered_with("git_branch") == "main"  # what that resume sent
+                second.send_signal(signal.SIGKILL)
+                await trio.to_thread.run_sync(second.wait)
+            with trio.fail_after(5), pytest.raises(ConnectionLost):
+                await c.call("mesh.ping")
+            with broker_process(settings):
+                with trio.fail_after(15):
+                    await c.reconnect(retry_for=10)
+                assert (await c.call("peer.whoami"))["git_branch"] == "feature-y"
+                assert c.registered_with("git_branch") == "feature-y"
+
+
 async def test_a_push_sent_before_an_answer_is_counted_by_the_time_the_caller_resumes(
     settings: Settings,
 ) -> None:

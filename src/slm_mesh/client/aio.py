@@ -85,6 +85,9 @@ class MeshClient:
         self._retired_pushes = 0  # messages_pushed of the connections before this one
         self._old: list[Connection] = []  # dropped, their pushes maybe not yet drained
         self._registration: dict[str, Any] | None = None
+        """What the next resume sends (as registered, then amended)."""
+        self._registered_with: dict[str, Any] | None = None
+        """What the broker was last told: the registration, or the last resume's."""
         self._reconnecting = anyio.Lock()
         self._closed = False
 
@@ -207,12 +210,13 @@ class MeshClient:
         result: dict[str, Any] = await self.call("peer.register", params)
         self._remember(result)
         self._registration = {k: v for k, v in params.items() if k != "resume"}
+        self._registered_with = self._registration
         return result
 
     def registered_with(self, field: str) -> Any:
         """The value of ``field`` the peer registered (or last resumed) with; None when
         not registered or not given."""
-        return None if self._registration is None else self._registration.get(field)
+        return None if self._registered_with is None else self._registered_with.get(field)
 
     def amend_registration(self, **fields: Any) -> None:
         """From now on, :meth:`reconnect` resumes the peer with these ``fields`` changed
@@ -224,7 +228,7 @@ class MeshClient:
 
     async def unregister(self) -> None:
         """``peer.unregister``, and forget the session so a reconnect does not resume it."""
-        self._registration = None
+        self._registration = self._registered_with = None
         self.peer_id = self.resume_token = None
         await self.call("peer.unregister")
 
@@ -328,8 +332,8 @@ class MeshClient:
         self.hello = hello
         if resumed is not None:
             self._remember(resumed)
-            if self._registration is not None:  # what the broker has now, amended or not
-                self._registration = registration
+            if self._registration is not None:  # (not unregistered meanwhile)
+                self._registered_with = registration  # an amend made meanwhile is kept
         return conn
 
     def _shut(self) -> None:
