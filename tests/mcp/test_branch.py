@@ -182,6 +182,18 @@ async def test_mesh_peers_looks_at_once_and_shows_the_session_where_it_is_now(
     await wait_branch(settings, peer_id, "feature-x")  # the broker is told at once too
 
 
+async def test_with_the_timer_off_a_look_before_answering_still_tells_the_broker(
+    mesh: Mesh, settings: Settings, repo: Path
+) -> None:
+    """``SLM_MESH_BRANCH_CHECK_S=0``: no periodic look, but ``mesh_status`` still looks
+    (as the man page says), and what it shows the agent, the others see too."""
+    agent = await mesh.start("dev", cwd=repo, SLM_MESH_BRANCH_CHECK_S="0")
+    peer_id = (await agent.ok("mesh_status"))["you"]["peer_id"]
+    git(repo, "switch", "-q", "-c", "feature-x")
+    assert (await agent.ok("mesh_status"))["you"]["git_branch"] == "feature-x"
+    await wait_branch(settings, peer_id, "feature-x")
+
+
 async def test_mesh_status_looks_at_once_and_a_restart_resumes_on_the_new_branch(
     mesh: Mesh, settings: Settings, repo: Path
 ) -> None:

@@ -23,9 +23,10 @@ Rules:
 7. The session's branch follows its repository's (:meth:`BrokerLink.follow_branch`):
    every :data:`BRANCH_CHECK_S` (``SLM_MESH_BRANCH_CHECK_S``; 0: never) the server reads
    the git dir's ``HEAD``, and before answering ``mesh_peers`` or ``mesh_status`` it
-   stats it (read only when it changed; no work on any other tool call); a branch other
-   than the one the broker has goes out as ``peer.update {git_branch}``; every later
-   registration or resume carries it too. A broker too old to take ``git_branch`` there
+   stats it, the timer off or not (read only when it changed; no work on any other tool
+   call): what those show the agent, the broker is told too. A branch other than the one
+   the broker has goes out as ``peer.update {git_branch}``; every later registration or
+   resume carries it too. A broker too old to take ``git_branch`` there
    (it refuses the unknown param) is not asked again on that connection: it learns the
    branch at the next resume, and the broker found after a reconnect (maybe a newer one)
    is asked again.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -326,11 +328,10 @@ class BrokerLink:
     # -- the branch (rule 7) ----------------------------------------------------------------
 
     async def follow_branch(self) -> None:
-        """Tell the broker when the repository switches branch (rule 7). Runs until
-        cancelled; returns at once when the check is off."""
-        interval = branch_check_interval()
-        if interval <= 0:
-            return
+        """Tell the broker when the repository switches branch (rule 7): at every
+        check, and when a tool saw it (:meth:`wake_branch_check`; then only, when the
+        periodic check is off). Runs until cancelled."""
+        interval = branch_check_interval() or math.inf
         while True:
             with anyio.move_on_after(interval):
                 await self._branch_wanted.wait()
