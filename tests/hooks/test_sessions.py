@@ -196,3 +196,13 @@ def test_the_hooks_leave_the_workspace_the_agents_mcp_server_registered(
         assert updates(settings) == []
     finally:
         mcp.close()
+
+
+def test_a_hooks_only_session_on_a_branch_with_a_very_long_name_joins(
+    settings: Settings, broker: subprocess.Popen[bytes], agent: Agent
+) -> None:
+    long = "feature/" + "step/" * 60  # git takes it; peer.register takes 256 characters
+    (agent.cwd / ".git" / "HEAD").write_text(f"ref: refs/heads/{long}\n")
+    agent.output("SessionStart", source="startup")
+    [peer] = peers(settings)
+    assert peer["git_branch"] == long[:256]

@@ -86,3 +86,21 @@ def test_head_of_a_worktree_is_the_one_its_gitdir_file_names(tmp_path: Path) -> 
     assert head.branch() == "hotfix"
     (real / "HEAD").write_text("ref: refs/heads/hotfix-2\n")
     assert head.branch() == "hotfix-2"
+
+
+def test_a_branch_name_past_the_protocols_limit_is_cut_to_it(tmp_path: Path) -> None:
+    """git takes a branch name longer than ``peer.register`` and ``peer.update`` do: both
+    readers (the MCP server's, the hooks') cut it, so the session still joins, and a
+    switch to it neither fails the ``peer.update`` nor every later resume."""
+    from slm_mesh.hooks import process
+    from slm_mesh.protocol.table import MAX_BRANCH_CHARS, METHODS
+
+    for method in ("peer.register", "peer.update"):
+        assert METHODS[method].by_name["git_branch"].max_chars == MAX_BRANCH_CHARS
+    assert process.MAX_BRANCH_CHARS == MAX_BRANCH_CHARS  # (the hooks import no protocol)
+    long = "feature/" + "step/" * 60
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text(f"ref: refs/heads/{long}\n")
+    assert workspace.detect(tmp_path).git_branch == long[:MAX_BRANCH_CHARS]
+    assert workspace.Head(tmp_path).branch() == long[:MAX_BRANCH_CHARS]
+    assert process.workspace(str(tmp_path))["git_branch"] == long[:MAX_BRANCH_CHARS]

@@ -21,6 +21,9 @@ PASS_THROUGH = frozenset(
 )
 DETACHED_PREFIX = "detached@"
 SHORT_SHA = 12
+# peer.register's limit (protocol.table.MAX_BRANCH_CHARS, not imported here): a longer
+# name is cut to it, rather than the registration refused.
+MAX_BRANCH_CHARS = 256
 
 
 def getenv(name: str) -> str | None:
@@ -127,7 +130,7 @@ def read_branch(git_dir: str) -> str | None:
     if not head:
         return None
     if head.startswith("ref:"):
-        return head[4:].strip().removeprefix("refs/heads/") or None
+        return head[4:].strip().removeprefix("refs/heads/")[:MAX_BRANCH_CHARS] or None
     return DETACHED_PREFIX + head[:SHORT_SHA]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slm_mesh import repository
+from slm_mesh.protocol.table import MAX_BRANCH_CHARS
 
 DETACHED_PREFIX = "detached@"
 SHORT_SHA = 12
@@ -81,14 +82,15 @@ def find_git(start: Path) -> tuple[Path | None, Path | None]:
 
 
 def read_branch(git_dir: Path) -> str | None:
-    """The checked-out branch, ``detached@<sha>`` for a detached HEAD, None if unreadable."""
+    """The checked-out branch (cut to what ``peer.register`` takes), ``detached@<sha>``
+    for a detached HEAD, None if unreadable."""
     try:
         head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
     if head.startswith("ref:"):
         ref = head[4:].strip()
-        return ref.removeprefix("refs/heads/") or None
+        return ref.removeprefix("refs/heads/")[:MAX_BRANCH_CHARS] or None
     if head:
         return DETACHED_PREFIX + head[:SHORT_SHA]
     return None

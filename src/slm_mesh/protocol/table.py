@@ -11,6 +11,7 @@ from slm_mesh.protocol.methods import Method, Param
 
 MAX_NAME_CHARS = 64
 MAX_PATH_CHARS = 4_096
+MAX_BRANCH_CHARS = 256  # (the workspace readers cut a longer name to it)
 MAX_LIST_ITEMS = 1_000
 MAX_TTL_S = 86_400.0
 MAX_WAIT_S = 3_600.0
@@ -100,7 +101,7 @@ METHOD_LIST: tuple[Method, ...] = (
             Param("pid", "integer", "the agent's pid", minimum=0),
             Param("cwd", "string", "working directory", required=True, max_chars=MAX_PATH_CHARS),
             Param("git_root", "string", "git repository root", max_chars=MAX_PATH_CHARS),
-            Param("git_branch", "string", "git branch", max_chars=256),
+            Param("git_branch", "string", "git branch", max_chars=MAX_BRANCH_CHARS),
             Param(
                 "repo",
                 "string",
@@ -145,7 +146,7 @@ METHOD_LIST: tuple[Method, ...] = (
                 "string",
                 "the branch its repository is on now (written, with peer_updated, only when "
                 "it changed)",
-                max_chars=256,
+                max_chars=MAX_BRANCH_CHARS,
             ),
         ),
         "peer",
