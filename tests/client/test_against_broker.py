@@ -102,6 +102,20 @@ async def test_a_reconnect_resumes_with_the_registration_as_amended(settings: Se
                 assert (me["git_branch"], c.registered_with("git_branch")) == ("feature-x",) * 2
 
 
+async def test_peer_update_of_the_branch_on_this_store(settings: Settings) -> None:
+    """``peer.update {git_branch}`` (mesh/sessions.py rule 6) written once, told once."""
+    async with in_process_broker(settings), MeshClient.open(settings) as c:
+        await c.register(name="backend", cwd="/repo", git_root="/repo", git_branch="main")
+        for _ in range(2):  # the second: unchanged, nothing written, no event
+            me = await c.call("peer.update", {"git_branch": "feature-x"})
+            assert me["git_branch"] == "feature-x"
+        assert (await c.call("peer.whoami"))["git_branch"] == "feature-x"
+        read = await c.call("event.read", {"types": ["peer_updated"]})
+        assert [(e["data"]["git_root"], e["data"]["git_branch"]) for e in read["events"]] == [
+            ("/repo", "feature-x")
+        ]
+
+
 async def test_an_amend_made_while_a_resume_is_under_way_goes_with_the_next(
     settings: Settings,
 ) -> None:
