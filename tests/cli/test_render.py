@@ -120,9 +120,9 @@ def test_events_read_as_sentences() -> None:
     assert describe(forced) == "dave released backend's lock on /r/a (forced)"
     where: dict[str, Any] = {"name": "codex", "status": "active", "summary": "", "cwd": "/s/sub"}
     moved = {"type": "peer_updated", "data": where}
-    assert describe(moved) == "codex moved to /s/sub"
+    assert describe(moved) == "codex now in /s/sub"
     where.update(git_root="/s", git_branch="dev")
-    assert describe(moved) == "codex moved to /s/sub (branch dev)"
+    assert describe(moved) == "codex now in /s/sub on branch dev"
 
 
 @pytest.mark.parametrize(

@@ -142,9 +142,11 @@ def describe(event: dict[str, Any], out: Output | None = None) -> str:
         return f"{who(d.get('name'))}{agent} {verb} in {where(d.get('cwd'))}"
     if kind == "peer_left":
         return f"{who(d.get('name'))} left ({d.get('reason', '?')})"
-    if kind == "peer_updated" and "cwd" in d:  # a hooks-only session moved (peer.register)
-        branch = f" (branch {d['git_branch']})" if d.get("git_branch") else ""
-        return f"{who(d.get('name'))} moved to {where(d.get('cwd'))}{branch}"
+    if kind == "peer_updated" and "cwd" in d:
+        # Its workspace changed: a hooks-only session's hook registered from elsewhere, or
+        # an MCP server saw its checkout switch branch (peer.update git_branch).
+        branch = f" on branch {d['git_branch']}" if d.get("git_branch") else ""
+        return f"{who(d.get('name'))} now in {where(d.get('cwd'))}{branch}"
     if kind == "peer_updated":
         summary = f": {d['summary']}" if d.get("summary") else ""
         return f"{who(d.get('name'))} is {d.get('status', '?')}{summary}"
