@@ -229,12 +229,23 @@ def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 
     raise AssertionError(f"broker did not listen on {path} within {timeout} s")
 
 
-@contextlib.contextmanager
-def broker_process(settings: Settings, *args: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+BrokerProcess = contextlib.AbstractContextManager[subprocess.Popen[bytes]]
+
+
+def broker_process(settings: Settings, *args: str, **env: str) -> BrokerProcess:
     """``slm-mesh broker`` as a real process; stopped by its pid at the end."""
+    return broker_command(settings, [sys.executable, "-m", "slm_mesh", "broker", *args], **env)
+
+
+@contextlib.contextmanager
+def broker_command(
+    settings: Settings, command: list[str], **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A broker started by ``command`` (serving ``settings``' data dir), as a real
+    process, ready once it listens; stopped by its pid at the end."""
     log = open(settings.data_dir.parent / "broker.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slm_mesh", "broker", *args],
+        command,
         env=broker_env(settings, **env),
         stdin=subprocess.DEVNULL,
         stdout=log,

@@ -5,7 +5,6 @@ send only the git root): from the remote in its config, else from its root commi
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import trio
@@ -13,19 +12,10 @@ import trio
 from slm_mesh.broker.repos import Repositories
 from slm_mesh.config import Settings
 from slm_mesh.protocol.jsonrpc import parse_line
+from tests.gitcmd import git
 from tests.wire import in_process_broker
 
 REMOTE = "https://github.com/Acme/App.git"
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(cwd), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def repository(path: Path, *, remote: str | None = None, commit: bool = True) -> Path:

@@ -15,6 +15,7 @@ import pytest
 
 from slm_mesh.config import Settings
 from tests import stores
+from tests.gitcmd import git
 from tests.hooks.conftest import Agent, agent_process
 from tests.wire import LineClient, broker_process, make_settings
 
@@ -37,16 +38,6 @@ def settings(store: str, tmp_short: Path, request: pytest.FixtureRequest) -> Set
 def broker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     with broker_process(settings) as proc:
         yield proc
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(cwd), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def repository(path: Path, remote: str | None) -> Path:

@@ -20,8 +20,9 @@ import trio
 from slm_mesh.client.address import BrokerUnreachable
 from slm_mesh.client.aio import MeshClient
 from slm_mesh.config import Settings
+from tests.gitcmd import git
 from tests.mcp.harness import Mesh, wait_gone
-from tests.wire import broker_env, stop_process, wait_for_socket, wait_for_started
+from tests.wire import broker_command
 
 FOLLOW_BOUND_S = 10.0
 RESTART_BOUND_S = 30.0
@@ -40,16 +41,6 @@ raise SystemExit(main())
 REFUSED = "the broker takes no git_branch in peer.update"
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(cwd), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A real repository on ``main`` with one commit."""
@@ -63,21 +54,8 @@ def repo(tmp_path: Path) -> Path:
 @contextlib.contextmanager
 def old_broker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
     """A broker that refuses ``peer.update {git_branch}``; stopped by its pid at the end."""
-    log = open(settings.data_dir.parent / "old-broker.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-c", OLD_BROKER],
-        env=broker_env(settings),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        wait_for_socket(settings.socket_path, proc)
-        wait_for_started(settings.pid_path, proc)
+    with broker_command(settings, [sys.executable, "-c", OLD_BROKER]) as proc:
         yield proc
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 async def wait_connected(settings: Settings, peer_id: str) -> dict[str, Any]:
