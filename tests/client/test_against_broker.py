@@ -2,6 +2,7 @@
 the async client, a real broker process (killed and restarted) for reconnect and resume."""
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,14 @@ async def test_blocking_client_against_the_broker(settings: Settings) -> None:
         )
 
 
+async def kill_broker(broker: subprocess.Popen[bytes], client: MeshClient) -> None:
+    """SIGKILL the broker, then wait until the client has seen its connection go."""
+    broker.send_signal(signal.SIGKILL)
+    await trio.to_thread.run_sync(broker.wait)
+    with trio.fail_after(5), pytest.raises(ConnectionLost):
+        await client.call("mesh.ping")
+
+
 async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(
     settings: Settings,
 ) -> None:
@@ -71,10 +80,7 @@ async def test_reconnect_after_a_broker_restart_resumes_the_same_peer_and_locks(
         async with MeshClient.open(settings) as c:
             reg = await c.register(name="backend", cwd="/repo")
             await c.call("lock.acquire", {"path": "src/auth.ts"})
-            first.send_signal(signal.SIGKILL)
-            await trio.to_thread.run_sync(first.wait)
-            with trio.fail_after(5), pytest.raises(ConnectionLost):
-                await c.call("mesh.ping")
+            await kill_broker(first, c)
             with broker_process(settings):
                 with trio.fail_after(15):
                     await c.reconnect(retry_for=10)
@@ -91,10 +97,7 @@ async def test_a_reconnect_resumes_with_the_registration_as_amended(settings: Se
         async with MeshClient.open(settings) as c:
             await c.register(name="backend", cwd="/repo", git_root="/repo", git_branch="main")
             c.amend_registration(git_branch="feature-x")  # the checkout switched branch
-            first.send_signal(signal.SIGKILL)
-            await trio.to_thread.run_sync(first.wait)
-            with trio.fail_after(5), pytest.raises(ConnectionLost):
-                await c.call("mesh.ping")
+            await kill_broker(first, c)
             with broker_process(settings):
                 with trio.fail_after(15):
                     await c.reconnect(retry_for=10)
@@ -132,10 +135,7 @@ async def test_an_amend_made_while_a_resume_is_under_way_goes_with_the_next(
     with broker_process(settings) as first:
         async with MeshClient.open(settings, on_push=on_push) as c:
             await c.register(name="backend", cwd="/repo", git_branch="main")
-            first.send_signal(signal.SIGKILL)
-            await trio.to_thread.run_sync(first.wait)
-            with trio.fail_after(5), pytest.raises(ConnectionLost):
-                await c.call("mesh.ping")
+            await kill_broker(first, c)
             with broker_process(settings) as second:
                 async with MeshClient.open(settings) as other:
                     await other.call("message.send", {"to": "backend", "body": "queued"})
