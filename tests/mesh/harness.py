@@ -150,6 +150,18 @@ class Bench:
 
     # -- reading what happened -----------------------------------------------------------
 
+    def peer_writes(self) -> list[dict[str, Any]]:
+        """From now on, the fields of every ``update_peer`` the store is asked for."""
+        writes: list[dict[str, Any]] = []
+        update_peer = self.store.update_peer
+
+        def counting(peer_id: str, **fields: Any) -> None:
+            writes.append(fields)
+            update_peer(peer_id, **fields)
+
+        self.store.update_peer = counting  # type: ignore[method-assign]
+        return writes
+
     def take(self) -> list[Effect]:
         """The effects since the last take, and forget them."""
         out, self.log = self.log, []

@@ -196,14 +196,7 @@ def test_a_hooks_session_is_where_its_latest_registration_says(bench: Bench) -> 
     where: dict[str, Any] = {"git_root": "/r", "git_branch": "main", "repo": "example.com/r"}
     hooks = hooks_session(bench, **where)
     bench.take()
-    writes: list[dict[str, Any]] = []
-    update_peer = bench.store.update_peer
-
-    def counting(peer_id: str, **fields: Any) -> None:
-        writes.append(fields)
-        update_peer(peer_id, **fields)
-
-    bench.store.update_peer = counting  # type: ignore[method-assign]
+    writes = bench.peer_writes()
     hooks_session(bench, **where)  # every hook registers: nothing changed, nothing written
     assert (writes, bench.events("peer_updated")) == ([], [])
     again = hooks_session(bench, cwd="/s/sub", git_root="/s", git_branch="dev")

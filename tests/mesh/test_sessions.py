@@ -136,14 +136,7 @@ def test_update_of_the_branch_writes_it_and_tells_where_the_session_is(bench: Be
 def test_update_to_the_branch_the_session_is_on_writes_nothing(bench: Bench) -> None:
     peer = bench.register("a", git_root="/r", git_branch="main")
     bench.take()
-    writes: list[dict[str, Any]] = []
-    update_peer = bench.store.update_peer
-
-    def counting(peer_id: str, **fields: Any) -> None:
-        writes.append(fields)
-        update_peer(peer_id, **fields)
-
-    bench.store.update_peer = counting  # type: ignore[method-assign]
+    writes = bench.peer_writes()
     assert bench.call(peer.conn, "peer.update", git_branch="main")["git_branch"] == "main"
     assert (writes, bench.events("peer_updated")) == ([], [])
     bench.call(peer.conn, "peer.update", git_branch="main", summary="s")  # as before
