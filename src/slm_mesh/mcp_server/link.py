@@ -20,16 +20,10 @@ Rules:
    once, under the same name if it is free, and the agent is told (:mod:`notices`). One
    that another connection ended on purpose (cause "unregistered": the agent's own
    SessionEnd hook) or resumed ("resumed": a newer server of the agent) is not.
-7. The session's branch follows its repository's (:meth:`BrokerLink.follow_branch`):
-   every :data:`BRANCH_CHECK_S` (``SLM_MESH_BRANCH_CHECK_S``; 0: never) the server reads
-   the git dir's ``HEAD``, and before answering ``mesh_peers`` or ``mesh_status`` it
-   stats it, the timer off or not (read only when it changed; no work on any other tool
-   call): what those show the agent, the broker is told too. A branch other than the one
-   the broker has goes out as ``peer.update {git_branch}``; every later registration or
-   resume carries it too. A broker too old to take ``git_branch`` there
-   (it refuses the unknown param) is not asked again on that connection: it learns the
-   branch at the next resume, and the broker found after a reconnect (maybe a newer one)
-   is asked again.
+7. The session's branch follows its repository's (:mod:`slm_mesh.mcp_server.branch`: the
+   checkout's ``HEAD`` looked at every few seconds and before ``mesh_peers`` and
+   ``mesh_status``, a switch told with ``peer.update {git_branch}``, every later
+   registration or resume carrying it).
 """
 
 from __future__ import annotations
@@ -37,16 +31,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from slm_mesh.config import VERSION, Settings
 from slm_mesh.mcp_server import agent, workspace
+from slm_mesh.mcp_server.branch import BranchFollower
 from slm_mesh.mcp_server.notices import Notices
 from slm_mesh.mcp_server.unread import UnreadCount
 from slm_mesh.protocol.errors import MeshError
@@ -62,9 +55,6 @@ RECONNECT_TRY_S = 2.0
 LEAVE_TIMEOUT_S = 0.5
 FIRST_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
-BRANCH_CHECK_S = 3.0
-"""How often the repository's branch is looked at (rule 7), unless
-``SLM_MESH_BRANCH_CHECK_S`` says otherwise."""
 
 
 def registration_params(client_name: str | None) -> dict[str, Any]:
@@ -85,19 +75,6 @@ def registration_params(client_name: str | None) -> dict[str, Any]:
     if name:
         params["name"] = name
     return params
-
-
-def branch_check_interval() -> float:
-    """Seconds between two looks at the repository's branch (rule 7); 0: never."""
-    raw = os.environ.get("SLM_MESH_BRANCH_CHECK_S", "").strip()
-    if not raw:
-        return BRANCH_CHECK_S
-    try:
-        value = float(raw)
-    except ValueError:
-        log.warning("SLM_MESH_BRANCH_CHECK_S=%r is not a number; using %s", raw, BRANCH_CHECK_S)
-        return BRANCH_CHECK_S
-    return value if value > 0 else 0.0
 
 
 class BrokerLink:
@@ -128,12 +105,7 @@ class BrokerLink:
         """Registrations so far: a call refused for want of a session compares (session
         rule 3)."""
         self._rejoin_wanted = anyio.Event()
-        self._head: workspace.Head | None = None
-        self._told_branch: str | None = None
-        """The branch the broker has for this session, as far as this server knows."""
-        self._branch_updates = True
-        """Whether the broker takes ``peer.update {git_branch}`` (rule 7)."""
-        self._branch_wanted = anyio.Event()
+        self.branch = BranchFollower(self)
 
     # -- what the MCP side tells us ------------------------------------------------------
 
@@ -208,8 +180,7 @@ class BrokerLink:
         if self._resume_token:  # an earlier client of this process registered: be that peer
             params["resume"] = self._resume_token
         registered = await client.register(**params)
-        self._told_branch = params.get("git_branch")
-        self._branch_updates = True  # maybe another broker than the one that refused it
+        self.branch.told(params.get("git_branch"))  # (maybe another broker: asked again)
         self.forget_unread()
         self.peer_name = registered.get("name")
         if self.joined_seq is None and isinstance(registered.get("last_seq"), int):
@@ -306,8 +277,7 @@ class BrokerLink:
                     delay = min(delay * 2, MAX_BACKOFF_S)
                     continue
                 self.forget_unread()  # pushes may have been lost with the old connection
-                self._told_branch = client.registered_with("git_branch")  # the resume's
-                self._branch_updates = True  # maybe a newer broker (rule 7)
+                self.branch.told(client.registered_with("git_branch"))  # the resume's (rule 7)
                 registered = client.peer_id is not None
                 log.info(
                     "reconnected to the broker; peer %s", client.peer_id if registered else "-"
@@ -325,68 +295,29 @@ class BrokerLink:
         except (ConnectionLost, MeshError) as exc:
             log.warning("could not renew the event subscription: %s", exc)
 
-    # -- the branch (rule 7) ----------------------------------------------------------------
+    # -- the branch (rule 7; slm_mesh.mcp_server.branch) -------------------------------
 
     async def follow_branch(self) -> None:
-        """Tell the broker when the repository switches branch (rule 7): at every
-        check, and when a tool saw it (:meth:`wake_branch_check`; then only, when the
-        periodic check is off). Runs until cancelled."""
-        interval = branch_check_interval() or math.inf
-        while True:
-            with anyio.move_on_after(interval):
-                await self._branch_wanted.wait()
-            self._branch_wanted = anyio.Event()
-            if self.notice_branch(reread=True):
-                await self._tell_branch()
-
-    def notice_branch(self, *, reread: bool = False) -> bool:
-        """Look at the branch now (a stat of ``HEAD``; read only when it changed, or with
-        ``reread``); the registration takes it. True when the broker has another (whether
-        or not it can be told now). No waiting."""
-        if self._head is None:
-            if not self.registration.get("git_root") or self.cwd is None:
-                return False
-            self._head = workspace.Head(Path(self.cwd))
-        branch = self._head.branch(reread=reread)
-        if branch is None:
-            return False
-        if branch != self.registration.get("git_branch"):
-            self.registration = {**self.registration, "git_branch": branch}
-        return branch != self._told_branch
+        """Tell the broker when the repository switches branch (rule 7): see
+        :meth:`BranchFollower.follow`. Runs until cancelled."""
+        await self.branch.follow()
 
     def wake_branch_check(self) -> None:
-        """Have :meth:`follow_branch` tell the broker now, if the branch moved."""
-        if self.notice_branch():
-            self._branch_wanted.set()
+        """A tool is about to show the branch: look at it now (:meth:`BranchFollower.wake`)."""
+        self.branch.wake()
 
-    async def _tell_branch(self) -> None:
-        from slm_mesh.client.wire import ConnectionLost
-        from slm_mesh.protocol.errors import InvalidParams, NotRegistered
-
-        branch = self.registration["git_branch"]
+    def ready_client(self) -> MeshClient | None:
+        """The client, while a call can go out as this session (registered, connected,
+        not leaving); None else."""
         client = self._client
-        if client is None:
-            return  # the next registration carries it
-        client.amend_registration(git_branch=branch)  # and so does a resume
-        if self._leaving or not self._branch_updates:
-            return
-        if not (self._registered.is_set() and client.connected):
-            return
-        try:
-            await client.call("peer.update", {"git_branch": branch})
-        except (ConnectionLost, NotRegistered):
-            return  # the resume or the joining again carries it
-        except MeshError as exc:
-            field = exc.data.get("field") if isinstance(exc.data, dict) else None
-            if isinstance(exc, InvalidParams) and field == "git_branch":
-                log.info("the broker takes no git_branch in peer.update: it learns it at a resume")
-                self._branch_updates = False
-                return
-            log.warning("could not tell the broker the branch %s: %s", branch, exc)
-            return  # the next check tries again
-        if client is self._client:
-            self._told_branch = branch
-        log.info("on branch %s now", branch)
+        if client is None or self._leaving or not self._registered.is_set():
+            return None
+        return client if client.connected else None
+
+    @property
+    def client(self) -> MeshClient | None:
+        """The connection to the broker (None between two)."""
+        return self._client
 
     def _note_failure(self, exc: BaseException) -> None:
         self._failure = str(exc) or type(exc).__name__
