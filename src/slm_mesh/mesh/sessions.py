@@ -55,11 +55,11 @@ from slm_mesh.mesh.persons import PERSON_STATE
 from slm_mesh.mesh.session_table import SessionTable
 from slm_mesh.person import PERSON_ID
 from slm_mesh.protocol.errors import InvalidParams, InvalidRequest, PeerNotFound, TooLarge
+from slm_mesh.protocol.table import WORKSPACE_FIELDS
 from slm_mesh.store import Row
 
 RESERVED_NAMES = frozenset({"all", CLI_NAME, PERSON_ID})
-_WORKSPACE_FIELDS = ("cwd", "git_root", "git_branch", "repo")
-_REGISTER_FIELDS = ("agent", "pid", *_WORKSPACE_FIELDS)
+_REGISTER_FIELDS = ("agent", "pid", *WORKSPACE_FIELDS)
 
 
 class Sessions(SessionTable):
@@ -226,7 +226,7 @@ class Sessions(SessionTable):
         another repository) are written, with ``peer_updated``; unchanged, nothing is
         written (this runs at every hook). ``repo`` is kept when the hook gives none for
         the same ``git_root`` (the broker could not name it this time)."""
-        moved = {f: params.get(f) for f in _WORKSPACE_FIELDS}
+        moved = {f: params.get(f) for f in WORKSPACE_FIELDS}
         if "repo" not in params and moved["git_root"] == row["git_root"]:
             moved["repo"] = row["repo"]
         if all(row[f] == value for f, value in moved.items()):
@@ -323,7 +323,7 @@ class Sessions(SessionTable):
         if "git_branch" in params:
             row = self.row(peer_id)
             if params["git_branch"] != row["git_branch"]:
-                moved = {f: row[f] for f in _WORKSPACE_FIELDS}
+                moved = {f: row[f] for f in WORKSPACE_FIELDS}
                 moved["git_branch"] = fields["git_branch"] = params["git_branch"]
             elif not fields:
                 return self.view(row)

@@ -34,6 +34,8 @@ EVENT_TYPES = (
     "file_edited",
 )
 LIFETIMES = ("connection", "process")
+# Where a session is: registered with it, and carried by peer_updated when it changed.
+WORKSPACE_FIELDS = ("cwd", "git_root", "git_branch", "repo")
 
 _namespace = Param("namespace", "string", "state namespace", default="default", max_chars=256)
 _key = Param("key", "string", "state key (≤ 256 bytes)", required=True)

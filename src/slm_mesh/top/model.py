@@ -25,12 +25,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from slm_mesh.protocol.table import WORKSPACE_FIELDS
+
 PANES = ("peers", "locks", "messages", "events")
 KEEP_MESSAGES = 200
 KEEP_EVENTS = 500
 RATE_WINDOW_S = 10.0  # calls/s is the mean over this long
-# What a peer_updated carries when a session moved (another directory, branch, repository)
-_WORKSPACE = ("cwd", "git_root", "git_branch", "repo")
 
 LockKey = tuple[str, str]  # (path, peer_id)
 
@@ -204,7 +204,7 @@ class MeshView:
         if status == "away" and peer.get("status") != "away":
             peer["last_seen"] = ts  # the moment it went away
         peer.update(summary=data.get("summary", peer.get("summary")), status=status)
-        peer.update({k: data[k] for k in _WORKSPACE if k in data})  # it moved
+        peer.update({k: data[k] for k in WORKSPACE_FIELDS if k in data})  # it moved
         peer["connected"] = status != "away"
         self.dirty.update(("peers", "header"))
 
